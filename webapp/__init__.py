@@ -1,0 +1,1 @@
+"""Podium's Django project: settings, URL map, ASGI stack and the domain apps."""

@@ -1,0 +1,1 @@
+"""Pure helpers with no Django imports: settings parsing, key formats, embedded services."""
