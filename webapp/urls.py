@@ -1,0 +1,18 @@
+"""Podium's URL map: pages, the REST API under /api/v1/, health and errors."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from webapp.core import views as core_views
+
+urlpatterns = [
+    path("healthz", core_views.healthz, name="healthz"),
+    path("api/v1/", include("webapp.workspaces.api_urls")),
+    path("accounts/", include("webapp.accounts.urls")),
+    path("", include("webapp.workspaces.urls")),
+]
+
+handler404 = "webapp.core.views.not_found"
+handler500 = "webapp.core.views.server_error"
+handler403 = "webapp.core.views.forbidden"
