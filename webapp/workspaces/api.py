@@ -167,8 +167,9 @@ class MemberListView(WorkspaceAPIView):
 
 
 class MemberDetailView(WorkspaceAPIView):
-    # PATCH and DELETE check their permission in the action: leaving needs none.
-    perms: ClassVar[dict[str, str]] = {"GET": "workspace.read"}
+    # DELETE is checked in the action: removing someone else needs members.manage,
+    # removing yourself (leaving) needs nothing.
+    perms: ClassVar[dict[str, str]] = {"GET": "workspace.read", "PATCH": "members.manage"}
 
     def _member(self, username: str) -> Membership:
         return scoped(Membership.objects.select_related("user"), self.access, user__username=username)
