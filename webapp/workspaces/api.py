@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, generics, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -299,11 +299,15 @@ def audit_queryset(access: Access, params: Any) -> QuerySet[AuditEvent]:
     return qs
 
 
-class AuditLogView(WorkspaceAPIView):
+class AuditLogView(WorkspaceAPIView, generics.ListAPIView):  # type: ignore[type-arg]
     perms: ClassVar[dict[str, str]] = {"GET": "audit.read"}
+    serializer_class = s.AuditEventSerializer
+    pagination_class = LimitOffsetPagination
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return audit_queryset(self.access, self.request.query_params)
 
     @extend_schema(
-        responses=s.AuditEventSerializer(many=True),
         parameters=[
             OpenApiParameter("action", str, description="Action prefix, e.g. 'member.' or 'key.create'"),
             OpenApiParameter("actor", str, description="Part of the actor's name"),
@@ -311,11 +315,8 @@ class AuditLogView(WorkspaceAPIView):
             OpenApiParameter("since", str, description="ISO 8601 date-time, inclusive"),
             OpenApiParameter("until", str, description="ISO 8601 date-time, exclusive"),
         ],
-        summary="Read the audit log (newest first)",
+        summary="Read the audit log (newest first, paginated)",
         tags=["audit"],
     )
-    def get(self, request: Request, slug: str) -> Response:
-        paginator = LimitOffsetPagination()
-        qs = audit_queryset(self.access, request.query_params)
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)

@@ -39,7 +39,7 @@ class WorkspaceDeleteSerializer(serializers.Serializer[Any]):
 
 class MemberSerializer(serializers.ModelSerializer[Membership]):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True)
     joined_at = serializers.DateTimeField(source="created_at", read_only=True)
 
     class Meta:
@@ -53,6 +53,7 @@ class MemberUpdateSerializer(serializers.Serializer[Any]):
 
 
 class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    email = serializers.SerializerMethodField(help_text="Where the invitation was sent; null for link-only.")
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     status = serializers.CharField(read_only=True)
 
@@ -60,6 +61,9 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
         model = Invitation
         fields = ["id", "email", "role", "status", "created_by", "created_at", "expires_at", "accepted_at"]
         read_only_fields = fields
+
+    def get_email(self, obj: Invitation) -> str | None:
+        return obj.email or None
 
 
 class InvitationCreateSerializer(serializers.Serializer[Any]):
