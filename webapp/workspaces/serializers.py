@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from webapp.workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
-from webapp.workspaces.scopes import KEY_SCOPES, ROLE_ORDER
+from webapp.workspaces.scopes import KEY_SCOPES, role_choices
 
 
 class WorkspaceSerializer(serializers.ModelSerializer[Workspace]):
@@ -49,7 +49,7 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
 
 
 class MemberUpdateSerializer(serializers.Serializer[Any]):
-    role = serializers.ChoiceField(choices=list(ROLE_ORDER))
+    role = serializers.ChoiceField(choices=role_choices())
 
 
 class InvitationSerializer(serializers.ModelSerializer[Invitation]):
@@ -67,7 +67,7 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
 
 
 class InvitationCreateSerializer(serializers.Serializer[Any]):
-    role = serializers.ChoiceField(choices=list(ROLE_ORDER))
+    role = serializers.ChoiceField(choices=role_choices())
     email = serializers.EmailField(required=False, allow_blank=True,
                                    help_text="When given, the invitation is also sent by email.")
 
