@@ -63,3 +63,9 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "PODIUM_SECRET_KEY" in result.stderr
+
+
+def test_roles_doc_matches_the_scope_tables():
+    from webapp.core.management.commands.write_roles_doc import render
+
+    assert (ROOT / "docs" / "roles.md").read_text() == render(), "run `python manage.py write_roles_doc`"
