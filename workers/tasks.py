@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from celery import shared_task
@@ -39,6 +40,6 @@ def prune_expired_invitations() -> int:
     """Delete invitations that expired more than 30 days ago (beat runs it daily)."""
     from webapp.workspaces.models import Invitation
 
-    cutoff = timezone.now() - timezone.timedelta(days=30)
+    cutoff = timezone.now() - dt.timedelta(days=30)
     deleted, _ = Invitation.objects.filter(accepted_at=None, expires_at__lt=cutoff).delete()
     return deleted

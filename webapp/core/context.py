@@ -12,4 +12,4 @@ def podium(request: HttpRequest) -> dict[str, Any]:
         return {}
     from webapp.workspaces.access import workspaces_of
 
-    return {"my_workspaces": list(workspaces_of(request.user))}  # type: ignore[arg-type]
+    return {"my_workspaces": list(workspaces_of(request.user))}

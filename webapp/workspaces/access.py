@@ -53,7 +53,7 @@ class Actor:
 def actor_from_request(request: HttpRequest) -> Actor:
     user = request.user if request.user.is_authenticated else None
     return Actor(
-        user=user,  # type: ignore[arg-type]
+        user=user,
         api_key=getattr(request, "api_key", None),
         ip=request.META.get("REMOTE_ADDR") or None,
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],

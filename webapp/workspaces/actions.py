@@ -27,7 +27,7 @@ from webapp.workspaces.models import ApiKey, AuditEvent, Invitation, Membership,
 from webapp.workspaces.scopes import KEY_SCOPES, ROLES, scopes_allowed_for_role
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    pass
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 RESERVED_SLUGS = {"new", "api", "admin", "static", "accounts", "settings", "invitations", "w", "ws"}

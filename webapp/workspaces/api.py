@@ -21,7 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.workspaces import actions, serializers as s
+from webapp.workspaces import actions
+from webapp.workspaces import serializers as s
 from webapp.workspaces.access import Access, actor_from_request, scoped, workspace_for, workspaces_of
 from webapp.workspaces.models import ApiKey, AuditEvent, Invitation, Membership
 from webapp.workspaces.scopes import KEY_SCOPE_DESCRIPTIONS, KEY_SCOPES, PERMISSIONS, ROLE_DESCRIPTIONS, ROLES
@@ -220,11 +221,11 @@ class InvitationDetailView(WorkspaceAPIView):
 
     @extend_schema(responses=s.InvitationSerializer, summary="Get an invitation", tags=["members"])
     def get(self, request: Request, slug: str, pk: int) -> Response:
-        return Response(s.InvitationSerializer(scoped(Invitation.objects, self.access, pk=pk)).data)
+        return Response(s.InvitationSerializer(scoped(Invitation.objects.all(), self.access, pk=pk)).data)
 
     @extend_schema(responses={204: None}, summary="Revoke an invitation", tags=["members"])
     def delete(self, request: Request, slug: str, pk: int) -> Response:
-        actions.revoke_invitation(self.actor, self.access, scoped(Invitation.objects, self.access, pk=pk))
+        actions.revoke_invitation(self.actor, self.access, scoped(Invitation.objects.all(), self.access, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -299,7 +300,7 @@ def audit_queryset(access: Access, params: Any) -> QuerySet[AuditEvent]:
     return qs
 
 
-class AuditLogView(WorkspaceAPIView, generics.ListAPIView):  # type: ignore[type-arg]
+class AuditLogView(WorkspaceAPIView, generics.ListAPIView[AuditEvent]):
     perms: ClassVar[dict[str, str]] = {"GET": "audit.read"}
     serializer_class = s.AuditEventSerializer
     pagination_class = LimitOffsetPagination

@@ -64,6 +64,9 @@ class Invitation(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"invitation to {self.workspace} as {self.role}"
+
     @property
     def status(self) -> str:
         if self.accepted_at:
@@ -123,3 +126,6 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["workspace", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label or 'system'} {self.action} {self.object_repr}".strip()
