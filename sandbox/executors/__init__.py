@@ -1,0 +1,1 @@
+"""Executor backends; pick one with ``sandbox.get_executor()``."""

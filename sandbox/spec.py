@@ -1,0 +1,213 @@
+"""The typed sandbox spec, and what executors report back about a sandbox.
+
+Terms used across the sandbox package:
+
+- **sandbox**: one unit of user code started by an executor from a ``SandboxSpec``;
+  it has ``replicas`` copies (each a *replica*) that share the spec.
+- **purpose**: ``server`` (long-running, restarted on crash, reachable at an
+  address), ``oneshot`` (runs to completion under a wall-time limit, never
+  restarted) or ``kernel`` (a long-running notebook kernel: reachable, but not
+  restarted because a restart would silently lose the user's state).
+- **handle**: the JSON-serialisable ``SandboxHandle`` an executor returns from
+  ``start``; store it and hand it back later, from any process, to find the
+  sandbox again (JupyterHub's ``get_state``/``load_state``).
+- **limit**: one of memory, process, cpu time, time, disk. When a sandbox ends
+  because it hit one, ``SandboxStatus.limit`` names it and ``reason`` says so in
+  words for the user.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names the runtime sets itself; a spec cannot override them.
+RESERVED_ENV_PREFIXES = ("PODIUM_", "NOMAD_", "LD_", "CUDA_VISIBLE", "NVIDIA_VISIBLE")
+
+Purpose = Literal["server", "oneshot", "kernel"]
+LimitName = Literal["memory", "process", "cpu time", "time", "disk"]
+
+
+class Network(StrEnum):
+    """Network policy. ``none``: no network at all except the sandbox's unix
+    socket (local) or its allocated port (Nomad). ``outbound``: internet access,
+    only when a workspace admin allows it, and never the platform's own services."""
+
+    NONE = "none"
+    OUTBOUND = "outbound"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuConstraints(_Model):
+    """Optional constraints on which GPUs qualify."""
+
+    min_memory_mib: int | None = Field(default=None, ge=1)
+    model: str | None = Field(default=None, min_length=1, max_length=64, description="substring of the model name")
+
+
+class Resources(_Model):
+    cpu: float = Field(default=1.0, gt=0, le=128, description="cores")
+    memory_mib: int = Field(default=512, ge=32, le=1024 * 1024)
+    gpus: int = Field(default=0, ge=0, le=16)
+    gpu: GpuConstraints | None = None
+
+    @model_validator(mode="after")
+    def _constraints_need_gpus(self) -> Resources:
+        if self.gpu is not None and self.gpus == 0:
+            raise ValueError("GPU constraints were given but gpus is 0")
+        return self
+
+
+class Limits(_Model):
+    """Hard limits. Hitting one ends the replica and names the limit."""
+
+    wall_time_s: float | None = Field(default=None, gt=0, description="oneshot runs only; default 3600")
+    cpu_time_s: int | None = Field(default=None, gt=0, description="CPU seconds (RLIMIT_CPU)")
+    disk_mib: int = Field(default=1024, ge=1, description="scratch + /tmp")
+    pids: int = Field(default=256, ge=4, le=65536)
+    nofile: int = Field(default=1024, ge=16, le=1 << 20)
+
+
+class RestartPolicy(_Model):
+    """How a crashed ``server`` replica is restarted: after ``backoff_s``, doubling
+    up to ``max_backoff_s``; after ``attempts`` crashes without ``reset_after_s`` of
+    healthy running in between, the sandbox is failed."""
+
+    attempts: int = Field(default=5, ge=0, le=1000)
+    backoff_s: float = Field(default=1.0, ge=0, le=3600)
+    max_backoff_s: float = Field(default=60.0, ge=0, le=3600)
+    reset_after_s: float = Field(default=60.0, ge=1)
+
+
+class SandboxSpec(_Model):
+    """Everything an executor needs to run one sandbox. Paths are host paths."""
+
+    workspace: str = Field(pattern=SLUG)
+    name: str = Field(pattern=SLUG, description="what runs, e.g. 'churn-model-v3'")
+    purpose: Purpose
+    command: list[str] = Field(min_length=1)
+    code_dir: Path | None = Field(default=None, description="mounted read-only at /code")
+    artifact_dir: Path | None = Field(default=None, description="mounted read-only at /artifacts")
+    environment: Path | None = Field(default=None, description="a built venv, mounted read-only")
+    env: dict[str, str] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=1, le=64)
+    resources: Resources = Resources()
+    limits: Limits = Limits()
+    network: Network = Network.NONE
+    restart: RestartPolicy = RestartPolicy()
+
+    @field_validator("code_dir", "artifact_dir", "environment")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{value} is not an absolute path")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, value: list[str]) -> list[str]:
+        if any("\0" in arg for arg in value) or not value[0]:
+            raise ValueError("command arguments must be non-empty strings without NUL bytes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name.upper().startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{name} is set by Podium and cannot be overridden")
+            if "\0" in val:
+                raise ValueError(f"{name} contains a NUL byte")
+        return value
+
+    @model_validator(mode="after")
+    def _purpose_rules(self) -> SandboxSpec:
+        if self.purpose != "server" and self.replicas != 1:
+            raise ValueError(f"a {self.purpose} sandbox runs exactly one replica")
+        if self.purpose != "oneshot" and self.limits.wall_time_s is not None:
+            raise ValueError("wall_time_s applies to oneshot runs only")
+        return self
+
+    @property
+    def wall_time_s(self) -> float | None:
+        if self.purpose == "oneshot":
+            return self.limits.wall_time_s or 3600.0
+        return None
+
+    @property
+    def restarts_on_crash(self) -> bool:
+        return self.purpose == "server"
+
+
+class State(StrEnum):
+    """Lifecycle of a sandbox. ``exited`` (all replicas ended with 0), ``failed``
+    and ``stopped`` are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def done(self) -> bool:
+        return self in (State.EXITED, State.FAILED, State.STOPPED)
+
+
+class ReplicaStatus(_Model):
+    index: int
+    state: State
+    exit_code: int | None = None
+    reason: str | None = None
+    limit: LimitName | None = None
+    restarts: int = 0
+    address: str | None = None
+
+
+class SandboxStatus(_Model):
+    """A point-in-time view. ``reason``/``limit`` explain a non-zero end."""
+
+    id: str
+    state: State
+    exit_code: int | None = None
+    reason: str | None = None
+    limit: LimitName | None = None
+    restarts: int = 0
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state.done
+
+
+class SandboxHandle(_Model):
+    """What ``Executor.start`` returns. Persist ``model_dump_json()`` and restore it
+    with ``SandboxHandle.model_validate_json`` in any process to find the sandbox
+    again. ``state`` is opaque and owned by the executor that made it."""
+
+    executor: str
+    id: str
+    state: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogLine(_Model):
+    time: datetime
+    stream: Literal["stdout", "stderr", "system"]
+    replica: int = 0
+    text: str
