@@ -1,0 +1,307 @@
+"""Podium's model server: loads one model bundle and serves predictions.
+
+This file runs INSIDE a sandbox, with the Python of the model's own
+environment, and is the only place a model bundle is ever loaded (the web and
+worker processes read ``podium.json`` as JSON and nothing else). It is
+standard-library only on purpose: the environment holds exactly the user's
+pinned requirements, and a web framework of ours in it could conflict with
+them. HTTP/1.1 is therefore spoken by a small hand-written asyncio server;
+its only client is Podium's gateway, which sends ``Content-Length`` bodies over
+keep-alive connections, so the subset it implements is the whole contract.
+
+Environment:
+  PODIUM_LISTEN       ``unix:/path/to.sock`` or ``tcp:HOST:PORT`` (required)
+  PODIUM_BUNDLE       the bundle directory (default: the current directory)
+  PODIUM_CONCURRENCY  predictions run at once (default 1; predict() runs in threads)
+  PODIUM_MAX_BODY     largest request body in bytes (default 10 MiB)
+
+Routes:
+  GET  /healthz   200 while the process runs (liveness)
+  GET  /ready     200 once the model is loaded, 503 before (readiness)
+  POST /predict   JSON in, JSON out; see docs/model-bundles.md
+
+Exit codes: 3 when the bundle cannot be loaded (the traceback is on stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+EXIT_LOAD_FAILED = 3
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+           500: "Internal Server Error", 503: "Service Unavailable"}
+# Exceptions that mean "the input was wrong" rather than "the model is broken".
+INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[podium] {message}\n")
+    sys.stderr.flush()
+
+
+class BundleError(Exception):
+    """The bundle is not loadable; the message says what to fix."""
+
+
+# Loading ----------------------------------------------------------------------
+
+
+def _import_entrypoint(bundle: str, entrypoint: str) -> Any:
+    path, _, class_name = entrypoint.partition(":")
+    if not class_name:
+        raise BundleError(f"entrypoint {entrypoint!r} must look like 'model.py:ClassName'")
+    file_path = os.path.join(bundle, path)
+    if not os.path.isfile(file_path):
+        raise BundleError(f"entrypoint file {path!r} is not in the bundle")
+    module_dir = os.path.dirname(file_path)
+    for directory in (bundle, module_dir):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    module_name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(module_name, file_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise BundleError(f"{path} defines no class named {class_name!r}") from None
+
+
+def _to_jsonable(value: Any) -> Any:
+    """numpy arrays and scalars, torch tensors -> plain lists and numbers."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _inputs(body: Any) -> Any:
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise ValueError('send a JSON object with an "inputs" list, e.g. {"inputs": [[1.0, 2.0]]}')
+    return body["inputs"]
+
+
+def load_predictor(bundle: str) -> Callable[[Any], Any]:
+    """Load the bundle and return a function from the request's JSON to the answer's JSON."""
+    manifest_path = os.path.join(bundle, "podium.json")
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise BundleError("the bundle has no podium.json") from None
+    flavor = manifest.get("flavor")
+    artifact = manifest.get("artifact")
+    artifact_path = os.path.join(bundle, artifact) if artifact else None
+    if flavor == "sklearn":
+        import joblib  # type: ignore[import-not-found]
+        import numpy  # type: ignore[import-not-found]
+
+        estimator = joblib.load(artifact_path)
+
+        def predict_sklearn(body: Any) -> Any:
+            return {"predictions": _to_jsonable(estimator.predict(numpy.asarray(_inputs(body))))}
+
+        return predict_sklearn
+    if flavor in ("torchscript", "torch_state"):
+        import torch  # type: ignore[import-not-found]
+
+        if flavor == "torchscript":
+            module = torch.jit.load(artifact_path, map_location="cpu")
+        else:
+            from safetensors.torch import load_file  # type: ignore[import-not-found]
+
+            module = _import_entrypoint(bundle, manifest.get("entrypoint") or "")()
+            module.load_state_dict(load_file(artifact_path))
+        module.eval()
+
+        def predict_torch(body: Any) -> Any:
+            with torch.no_grad():
+                output = module(torch.as_tensor(_inputs(body), dtype=torch.float32))
+            return {"predictions": _to_jsonable(output)}
+
+        return predict_torch
+    if flavor == "custom":
+        cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
+        instance = cls() if isinstance(cls, type) else cls
+        if hasattr(instance, "load"):
+            instance.load()
+        if not callable(getattr(instance, "predict", None)):
+            raise BundleError(f"{manifest.get('entrypoint')} has no predict() method")
+        return lambda body: _to_jsonable(instance.predict(body))
+    raise BundleError(f"unknown flavor {flavor!r} in podium.json")
+
+
+# HTTP -------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, bundle: str, concurrency: int, max_body: int) -> None:
+        self.bundle = bundle
+        self.max_body = max_body
+        self.predictor: Callable[[Any], Any] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
+        self.loaded = asyncio.Event()
+
+    async def load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.predictor = await asyncio.get_running_loop().run_in_executor(self.pool, load_predictor, self.bundle)
+        except BaseException as exc:  # noqa: BLE001 - any failure to load ends the server
+            traceback.print_exc()
+            log(f"load failed: {type(exc).__name__}: {exc}")
+            os._exit(EXIT_LOAD_FAILED)
+        log(f"model loaded in {time.monotonic() - started:.2f}s; ready")
+        self.loaded.set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await self._read_request(reader)
+                if request is None:
+                    break
+                status, body, keep_alive = await self._respond(*request)
+                self._write(writer, status, body, keep_alive)
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError:
+            return "BAD", "", {}, b""
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            return "BAD", "", {}, b""
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length")
+        body = b""
+        if length is not None:
+            if not length.isdigit():
+                return "BAD", "", headers, b""
+            if int(length) > self.max_body:
+                return "TOO_LARGE", parts[1], headers, b""
+            body = await reader.readexactly(int(length))
+        elif "transfer-encoding" in headers:
+            return "NO_LENGTH", parts[1], headers, b""
+        return parts[0], parts[1], headers, body
+
+    async def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
+        keep_alive = headers.get("connection", "").lower() != "close"
+        if method == "BAD":
+            return 400, {"detail": "malformed HTTP request"}, False
+        if method == "TOO_LARGE":
+            return 413, {"detail": f"request body is larger than {self.max_body} bytes"}, False
+        if method == "NO_LENGTH":
+            return 411, {"detail": "send a Content-Length header"}, False
+        path = path.split("?", 1)[0]
+        if path == "/healthz":
+            return 200, {"status": "ok"}, keep_alive
+        if path == "/ready":
+            return (200, {"status": "ready"}, keep_alive) if self.loaded.is_set() else (
+                503, {"status": "loading"}, keep_alive)
+        if path != "/predict":
+            return 404, {"detail": f"no route {path}"}, keep_alive
+        if method != "POST":
+            return 405, {"detail": "use POST"}, keep_alive
+        if not self.loaded.is_set():
+            return 503, {"detail": "the model is still loading"}, keep_alive
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError as exc:
+            return 400, {"detail": f"the request body is not valid JSON: {exc}"}, keep_alive
+        return (*await self._predict(payload), keep_alive)
+
+    async def _predict(self, payload: Any) -> tuple[int, Any]:
+        assert self.predictor is not None
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, self.predictor, payload)
+        except INPUT_ERRORS as exc:
+            traceback.print_exc()
+            return 422, {"detail": f"predict() rejected the input: {type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - the user's code failed; report it, keep serving
+            traceback.print_exc()
+            return 500, {"detail": f"predict() raised {type(exc).__name__}: {exc}"}
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return 500, {"detail": f"predict() returned a value that is not JSON: {exc}"}
+        return 200, result
+
+    @staticmethod
+    def _write(writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        )
+        writer.write(head.encode() + data)
+
+
+async def serve(listen: str, server: Server) -> None:
+    if listen.startswith("unix:"):
+        path = listen[len("unix:"):]
+        if os.path.exists(path):
+            os.unlink(path)
+        listener = await asyncio.start_unix_server(server.handle, path=path)
+    elif listen.startswith("tcp:"):
+        host, _, port = listen[len("tcp:"):].rpartition(":")
+        listener = await asyncio.start_server(server.handle, host=host or "0.0.0.0", port=int(port))  # noqa: S104
+    else:
+        raise SystemExit(f"PODIUM_LISTEN={listen!r} must start with unix: or tcp:")
+    log(f"listening on {listen}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loader = asyncio.create_task(server.load())
+    async with listener:
+        await stop.wait()
+    loader.cancel()
+    log("stopping")
+
+
+def main() -> None:
+    listen = os.environ.get("PODIUM_LISTEN")
+    if not listen:
+        raise SystemExit("PODIUM_LISTEN is not set")
+    server = Server(
+        bundle=os.environ.get("PODIUM_BUNDLE", os.getcwd()),
+        concurrency=max(1, int(os.environ.get("PODIUM_CONCURRENCY", "1"))),
+        max_body=int(os.environ.get("PODIUM_MAX_BODY", str(10 * 1024 * 1024))),
+    )
+    asyncio.run(serve(listen, server))
+
+
+if __name__ == "__main__":
+    main()
