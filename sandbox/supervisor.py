@@ -38,7 +38,6 @@ import resource
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 from collections import deque
@@ -60,6 +59,7 @@ from sandbox.errors import (
     SandboxUnavailable,
     SpecNotSupported,
 )
+from sandbox.paths import unreachable_reason
 from sandbox.protocol import MAX_LINE, encode
 from sandbox.spec import LimitName, ReplicaStatus, SandboxSpec, SandboxStatus, State
 
@@ -95,21 +95,6 @@ def _mounts_under(root: Path) -> list[Path]:
     with open("/proc/self/mounts") as handle:
         found = [Path(line.split()[1]) for line in handle if line.split()[1].startswith(prefix)]
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
-
-
-def _unreadable_part(path: Path) -> str | None:
-    """Why a sandbox uid could not reach ``path`` (bwrap resolves bind sources as
-    that uid), or None when every parent is world-searchable and it is readable."""
-    if not path.exists():
-        return f"{path} does not exist"
-    for parent in reversed(path.parents):
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
-            return f"{parent} is not world-searchable (mode {oct(os.stat(parent).st_mode & 0o777)})"
-    mode = os.stat(path).st_mode
-    wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-    if mode & wanted != wanted:
-        return f"{path} is not world-readable (mode {oct(mode & 0o777)})"
-    return None
 
 
 def _venv_python_prefix(venv: Path) -> Path | None:
@@ -578,10 +563,10 @@ class Supervisor:
             ("artifact_dir", spec.artifact_dir),
             ("environment", spec.environment),
         ):
-            if path is not None and (problem := _unreadable_part(path)):
+            if path is not None and (problem := unreachable_reason(path)):
                 raise SandboxError(f"{label} cannot be mounted into the sandbox: {problem}")
         prefix = _venv_python_prefix(spec.environment) if spec.environment else None
-        if prefix is not None and (problem := _unreadable_part(prefix)):
+        if prefix is not None and (problem := unreachable_reason(prefix)):
             raise SandboxError(f"the environment's Python cannot be mounted into the sandbox: {problem}")
         return prefix
 
