@@ -9,11 +9,11 @@ them. HTTP/1.1 is therefore spoken by a small hand-written asyncio server;
 its only client is Podium's gateway, which sends ``Content-Length`` bodies over
 keep-alive connections, so the subset it implements is the whole contract.
 
-Environment:
-  PODIUM_LISTEN       ``unix:/path/to.sock`` or ``tcp:HOST:PORT`` (required)
-  PODIUM_BUNDLE       the bundle directory (default: the current directory)
-  PODIUM_CONCURRENCY  predictions run at once (default 1; predict() runs in threads)
-  PODIUM_MAX_BODY     largest request body in bytes (default 10 MiB)
+Usage: ``python model_server.py [BUNDLE_DIR] [--concurrency N] [--max-body BYTES]``
+  BUNDLE_DIR          the bundle directory (default: $PODIUM_BUNDLE, else the current directory)
+  --concurrency       predictions run at once (default 1; predict() runs in threads)
+  --max-body          largest request body in bytes (default 10 MiB)
+  PODIUM_LISTEN       (environment, set by the executor) ``unix:/path.sock`` or ``tcp:HOST:PORT``
 
 Routes:
   GET  /healthz   200 while the process runs (liveness)
@@ -291,15 +291,20 @@ async def serve(listen: str, server: Server) -> None:
     log("stopping")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve one Podium model bundle.")
+    parser.add_argument("bundle", nargs="?", default=os.environ.get("PODIUM_BUNDLE", os.getcwd()))
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("PODIUM_CONCURRENCY", "1")))
+    parser.add_argument("--max-body", type=int, default=int(os.environ.get("PODIUM_MAX_BODY", str(10 << 20))))
+    args = parser.parse_args(argv)
     listen = os.environ.get("PODIUM_LISTEN")
     if not listen:
         raise SystemExit("PODIUM_LISTEN is not set")
-    server = Server(
-        bundle=os.environ.get("PODIUM_BUNDLE", os.getcwd()),
-        concurrency=max(1, int(os.environ.get("PODIUM_CONCURRENCY", "1"))),
-        max_body=int(os.environ.get("PODIUM_MAX_BODY", str(10 * 1024 * 1024))),
-    )
+    os.chdir(args.bundle)  # models open their files by relative path
+    server = Server(bundle=os.path.abspath(args.bundle), concurrency=max(1, args.concurrency),
+                    max_body=args.max_body)
     asyncio.run(serve(listen, server))
 
 

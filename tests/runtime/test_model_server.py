@@ -34,12 +34,12 @@ def write_bundle(root: Path, manifest: dict, files: dict[str, str] | None = None
 
 
 class Running:
-    def __init__(self, bundle: Path, sock: Path, **env: str) -> None:
+    def __init__(self, bundle: Path, sock: Path, *args: str) -> None:
         self.sock = sock
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)],
-            env={"PATH": os.environ["PATH"], "PODIUM_LISTEN": f"unix:{sock}", "PODIUM_BUNDLE": str(bundle), **env},
-            cwd=bundle, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, str(SERVER), str(bundle), *args],
+            env={"PATH": os.environ["PATH"], "PODIUM_LISTEN": f"unix:{sock}"},
+            cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://model")
 
@@ -68,8 +68,8 @@ class Running:
 def serve(tmp_path):
     started: list[Running] = []
 
-    def start(bundle: Path, **env: str) -> Running:
-        running = Running(bundle, tmp_path / f"s{len(started)}.sock", **env)
+    def start(bundle: Path, *args: str) -> Running:
+        running = Running(bundle, tmp_path / f"s{len(started)}.sock", *args)
         started.append(running)
         return running
 
@@ -201,7 +201,7 @@ def test_health_answers_while_loading_and_ready_waits(tmp_path, serve):
 def test_it_refuses_oversized_bodies_and_unknown_routes(tmp_path, serve):
     bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
                           {"model.py": "class Model:\n    def predict(self, body):\n        return body\n"})
-    server = serve(bundle, PODIUM_MAX_BODY="100")
+    server = serve(bundle, "--max-body", "100")
     server.wait_ready()
     assert server.client.post("/predict", json={"x": "y" * 200}).status_code == 413
     assert server.client.get("/nope").status_code == 404
