@@ -112,3 +112,15 @@ def test_a_team_signs_up_invites_a_member_and_calls_the_api(
     shot(owner, "09-key-revoked")
     response = httpx.get(f"{podium_server}/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 401
+
+    # The audit log recorded all of it; settings offer the typed-name delete to the owner.
+    owner.get_by_role("navigation", name="Workspace").get_by_role("link", name="Audit log").click()
+    expect(owner.get_by_test_id("audit-table").get_by_text("key.revoke")).to_be_visible()
+    shot(owner, "10-audit-log")
+    owner.get_by_role("navigation", name="Workspace").get_by_role("link", name="Settings").click()
+    delete = owner.get_by_role("button", name="Delete workspace")
+    expect(delete).to_be_disabled()
+    owner.get_by_label("Type acme-ml to confirm").fill("acme-ml")
+    expect(delete).to_be_enabled()
+    owner.get_by_test_id("workspace-switcher").locator("summary").click()
+    shot(owner, "11-settings-and-switcher")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -47,6 +47,9 @@ from webapp.workspaces.forms import (
 )
 from webapp.workspaces.models import ApiKey, AuditEvent, Invitation, Membership
 from webapp.workspaces.scopes import KEY_SCOPE_DESCRIPTIONS, ROLE_DESCRIPTIONS, ROLE_ORDER, scopes_allowed_for_role
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 LAST_WORKSPACE = "podium.last_workspace"
 AUDIT_PAGE_SIZE = 50
@@ -120,6 +123,12 @@ def _back_to(request: HttpRequest, name: str, access: Access) -> HttpResponse:
     return redirect(name, access.workspace.slug)
 
 
+def signed_in_user(request: HttpRequest) -> User:
+    """The user of a request that ``login_required`` let through."""
+    assert request.user.is_authenticated
+    return cast("User", request.user)
+
+
 def _forget_workspace(request: HttpRequest, slug: str) -> None:
     if request.session.get(LAST_WORKSPACE) == slug:
         del request.session[LAST_WORKSPACE]
@@ -132,10 +141,11 @@ def _forget_workspace(request: HttpRequest, slug: str) -> None:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The last workspace this session used, else the list (or the first-workspace page)."""
+    user = signed_in_user(request)
     slug = request.session.get(LAST_WORKSPACE)
-    if slug and Membership.objects.filter(workspace__slug=slug, user=request.user).exists():
+    if slug and Membership.objects.filter(workspace__slug=slug, user=user).exists():
         return redirect("ws-overview", slug)
-    if not workspaces_of(request.user).exists():  # type: ignore[arg-type]
+    if not workspaces_of(user).exists():
         return redirect("workspace-new")
     return redirect("workspaces")
 
@@ -144,7 +154,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def workspace_list(request: HttpRequest) -> HttpResponse:
     memberships = (
-        Membership.objects.filter(user=request.user)
+        Membership.objects.filter(user=signed_in_user(request))
         .select_related("workspace")
         .annotate(member_count=Count("workspace__memberships"))
         .order_by("workspace__name")
@@ -166,7 +176,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Created {workspace.name}. You are its owner.")
             return redirect("ws-overview", workspace.slug)
-    first = not workspaces_of(request.user).exists()  # type: ignore[arg-type]
+    first = not workspaces_of(signed_in_user(request)).exists()
     return render(request, "workspaces/new.html", {"form": form, "first": first},
                   status=400 if form.errors else 200)
 
@@ -305,7 +315,7 @@ def leave(request: HttpRequest, access: Access) -> HttpResponse:
 
 @workspace_page(POST="members.manage")
 def invitation_revoke(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
-    invitation = scoped(Invitation.objects, access, pk=pk)
+    invitation = scoped(Invitation.objects.all(), access, pk=pk)
     try:
         actions.revoke_invitation(actor_from_request(request), access, invitation)
     except ActionError as error:
