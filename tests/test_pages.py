@@ -440,6 +440,12 @@ def test_the_members_fragment_is_only_the_table(alice: User, acme: Workspace,
     assert 'data-member="bob"' in body
 
 
+def test_a_viewer_gets_no_invitations_fragment(join: Callable[[str, str], User]) -> None:
+    response = signed_in(join("bob", "viewer")).get(url("ws-members", "acme"), {"fragment": "invitations"})
+    assert b'data-fragment="invitations"' not in response.content
+    assert b"<html" in response.content  # an unknown fragment name gets the whole page
+
+
 def test_the_members_page_does_not_query_per_member(alice: User, acme: Workspace,
                                                     join: Callable[[str, str], User]) -> None:
     client = signed_in(alice)

@@ -267,8 +267,9 @@ def members(request: HttpRequest, access: Access) -> HttpResponse:
         else:
             status = 400
     context = {**_members_context(access, form), **extra}
+    fragments = MEMBER_FRAGMENTS if access.can("members.manage") else {"members": MEMBER_FRAGMENTS["members"]}
     return page(request, access, "workspaces/members.html", context, tab="members",
-                fragments=MEMBER_FRAGMENTS, status=status)
+                fragments=fragments, status=status)
 
 
 def _member(access: Access, username: str) -> Membership:
