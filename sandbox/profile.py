@@ -134,6 +134,10 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
         "PODIUM_PURPOSE": spec.purpose,
         "PODIUM_LISTEN": f"unix:{SERVER_SOCKET}",
     }
+    if spec.code_dir:
+        env["PODIUM_CODE_DIR"] = "/code"
+    if spec.artifact_dir:
+        env["PODIUM_ARTIFACT_DIR"] = "/artifacts"
     if spec.environment:
         env["VIRTUAL_ENV"] = str(spec.environment)
         path = f"{spec.environment}/bin:{path}"

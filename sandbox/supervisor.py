@@ -806,6 +806,8 @@ class Supervisor:
 
     async def op_stop(self, id: str, grace_s: float = 5.0) -> dict[str, Any]:
         sandbox = self._get(id)
+        if sandbox.state().done:
+            return sandbox.status().model_dump(mode="json")
         sandbox.desired = "stopped"
         running = []
         for replica in sandbox.replicas:

@@ -1,0 +1,290 @@
+"""Render a ``SandboxSpec`` into a Nomad job (JSON, as the HTTP API takes it).
+
+The templates live in ``nomad-jobs/`` (one per purpose: ``server``,
+``oneshot``, ``kernel``) and an operator can read them, render one with
+``python -m sandbox.nomad_jobs spec.json`` and run it by hand with
+``nomad job run -json``. Every value is rendered with ``| tojson`` and the
+environment uses ``StrictUndefined``: a placeholder without a value fails the
+render instead of producing a job that silently differs.
+
+On Nomad, limits map to: ``Resources`` (CPU MHz, MemoryMB, ``nvidia/gpu``
+devices with constraints), ``EphemeralDisk`` (disk), ``prlimit`` (CPU seconds,
+open files, file size) and ``timeout`` (wall time of one-shot runs, exit 124).
+The pids limit has no exec-driver equivalent: ``unenforced()`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel, ConfigDict
+
+from sandbox.environments import MARKER
+from sandbox.errors import SandboxError
+from sandbox.spec import SandboxSpec
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "nomad-jobs"
+SECOND_NS = 1_000_000_000
+TIME_LIMIT_EXIT = 124  # what coreutils' timeout exits with when it had to stop the command
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArtifactData(_Data):
+    url: str
+    dest: str
+
+
+class TaskData(_Data):
+    name: str
+    driver: str
+    user: str
+    prestart: bool = False
+    command: str
+    args: list[str]
+    env: dict[str, str]
+    artifacts: list[ArtifactData] = []
+    cpu_mhz: int
+    memory_mb: int
+    gpus: int = 0
+    gpu_constraints: list[dict[str, str]] = []
+    kill_timeout_ns: int = 5 * SECOND_NS
+
+
+class RestartData(_Data):
+    attempts: int
+    interval_ns: int
+    delay_ns: int
+    max_delay_ns: int
+
+
+class JobData(_Data):
+    """Everything a template may use; nothing else reaches it."""
+
+    id: str
+    namespace: str
+    type: str
+    region: str
+    datacenters: list[str]
+    priority: int = 50
+    meta: dict[str, str]
+    count: int
+    restart: RestartData
+    disk_mb: int
+    network_mode: str
+    service_name: str
+    tags: list[str]
+    check_type: str = "http"
+    check_path: str = "/healthz"
+    tasks: list[TaskData]
+
+
+class NomadSettings(_Data):
+    """Cluster-specific choices, from the environment (see ``NomadConfig``)."""
+
+    region: str = "global"
+    datacenters: list[str] = ["*"]
+    namespace_prefix: str = "podium-"
+    mhz_per_core: int = 1000
+    driver: str = "exec"
+    task_user: str = "nobody"
+    uv: str = "uv"
+
+
+def namespace_for(workspace: str, settings: NomadSettings) -> str:
+    return f"{settings.namespace_prefix}{workspace}"
+
+
+def new_job_id(spec: SandboxSpec) -> str:
+    return f"{spec.name}-{secrets.token_hex(4)}"
+
+
+def gpu_constraints(spec: SandboxSpec) -> list[dict[str, str]]:
+    wanted = spec.resources.gpu
+    if wanted is None:
+        return []
+    constraints = []
+    if wanted.min_memory_mib:
+        constraints.append(
+            {"LTarget": "${device.attr.memory}", "RTarget": f"{wanted.min_memory_mib} MiB", "Operand": ">="}
+        )
+    if wanted.model:
+        constraints.append({"LTarget": "${device.model}", "RTarget": wanted.model, "Operand": "regexp"})
+    return constraints
+
+
+def _environment_requirements(spec: SandboxSpec) -> tuple[str, str] | None:
+    """(requirements, python version) of the spec's environment, from its marker."""
+    if spec.environment is None:
+        return None
+    try:
+        marker = json.loads((spec.environment / MARKER).read_text())
+    except (OSError, ValueError):
+        raise SandboxError(f"{spec.environment} is not an environment built by Podium") from None
+    return str(marker["requirements"]), str(marker["python"])
+
+
+def _limit_wrapper(spec: SandboxSpec) -> list[str]:
+    limits = spec.limits
+    disk = limits.disk_mib * 1024 * 1024
+    wrapper = ["prlimit", f"--nofile={limits.nofile}:{limits.nofile}", f"--fsize={disk}:{disk}", "--core=0:0"]
+    if limits.cpu_time_s:
+        wrapper.append(f"--cpu={limits.cpu_time_s}:{limits.cpu_time_s + 5}")
+    wrapper.append("--")
+    if spec.wall_time_s is not None:
+        wrapper += ["timeout", "--kill-after=5", f"{spec.wall_time_s:g}s"]
+    return wrapper
+
+
+def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_urls: dict[str, str]) -> JobData:
+    """The typed job data for ``spec``. ``artifact_urls`` maps ``code``/``artifacts``
+    to signed URLs that Nomad clients fetch."""
+    env_dir = "${NOMAD_ALLOC_DIR}/env"
+    environment = _environment_requirements(spec)
+    command = list(spec.command)
+    env = {
+        **spec.env,
+        "HOME": "${NOMAD_TASK_DIR}",
+        "TMPDIR": "${NOMAD_TASK_DIR}/tmp",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PODIUM_SANDBOX_ID": job_id,
+        "PODIUM_REPLICA": "${NOMAD_ALLOC_INDEX}",
+        "PODIUM_WORKSPACE": spec.workspace,
+        "PODIUM_PURPOSE": spec.purpose,
+    }
+    if spec.purpose != "oneshot":
+        env["PODIUM_LISTEN"] = "tcp:0.0.0.0:${NOMAD_PORT_http}"
+    if spec.environment is not None:
+        host_env = str(spec.environment)
+        command = [arg.replace(host_env, env_dir) for arg in command]
+        env["VIRTUAL_ENV"] = env_dir
+        env["PATH"] = f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
+    artifacts = []
+    for key, dest in (("code", "local/code"), ("artifacts", "local/artifacts")):
+        if key in artifact_urls:
+            artifacts.append(ArtifactData(url=artifact_urls[key], dest=dest))
+            env[f"PODIUM_{key.upper().rstrip('S')}_DIR"] = f"${{NOMAD_TASK_DIR}}/{dest.split('/', 1)[1]}"
+    wrapper = _limit_wrapper(spec)
+    cpu_mhz = max(100, int(spec.resources.cpu * settings.mhz_per_core))
+    main = TaskData(
+        name="sandbox",
+        driver=settings.driver,
+        user=settings.task_user,
+        command=wrapper[0],
+        args=wrapper[1:] + command,
+        env=env,
+        artifacts=artifacts,
+        cpu_mhz=cpu_mhz,
+        memory_mb=spec.resources.memory_mib,
+        gpus=spec.resources.gpus,
+        gpu_constraints=gpu_constraints(spec),
+    )
+    tasks = [main]
+    if environment is not None:
+        requirements, python = environment
+        minor = ".".join(python.split(".")[:2])
+        script = (
+            'printf "%s\\n" "$PODIUM_REQUIREMENTS" > "$NOMAD_TASK_DIR/requirements.txt" && '
+            f'{settings.uv} venv --python python{minor} "{env_dir}" && '
+            f'{settings.uv} pip install --python "{env_dir}/bin/python" -r "$NOMAD_TASK_DIR/requirements.txt"'
+        )
+        tasks.insert(
+            0,
+            TaskData(
+                name="environment",
+                driver=settings.driver,
+                user=settings.task_user,
+                prestart=True,
+                command="/bin/sh",
+                args=["-c", script],
+                env={"PODIUM_REQUIREMENTS": requirements},
+                cpu_mhz=cpu_mhz,
+                memory_mb=max(512, spec.resources.memory_mib),
+            ),
+        )
+    policy = spec.restart
+    return JobData(
+        id=job_id,
+        namespace=namespace_for(spec.workspace, settings),
+        type="batch" if spec.purpose == "oneshot" else "service",
+        region=settings.region,
+        datacenters=list(settings.datacenters),
+        meta={
+            "podium_workspace": spec.workspace,
+            "podium_name": spec.name,
+            "podium_purpose": spec.purpose,
+            "podium_network": spec.network.value,
+        },
+        count=spec.replicas,
+        restart=RestartData(
+            attempts=policy.attempts,
+            interval_ns=int(policy.reset_after_s * SECOND_NS) * max(1, policy.attempts),
+            delay_ns=int(policy.backoff_s * SECOND_NS),
+            max_delay_ns=int(policy.max_backoff_s * SECOND_NS),
+        ),
+        disk_mb=spec.limits.disk_mib,
+        network_mode="none" if spec.network == "none" else "bridge",
+        service_name=job_id,
+        tags=["podium", f"workspace={spec.workspace}", f"purpose={spec.purpose}"],
+        check_type="http" if spec.purpose == "server" else "tcp",
+        tasks=tasks,
+    )
+
+
+def unenforced(spec: SandboxSpec) -> list[str]:
+    """Limits of ``spec`` that a Nomad job cannot enforce, in words."""
+    notes = [f"the process limit ({spec.limits.pids}) is not enforced by Nomad's exec driver"]
+    if spec.network == "none" and spec.purpose != "oneshot":
+        notes.append(
+            "network 'none' for a reachable sandbox relies on the cluster's bridge firewall "
+            "blocking egress from Podium namespaces (see docs/sandbox.md)"
+        )
+    return notes
+
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,  # noqa: S701 - JSON output; every value goes through tojson
+    keep_trailing_newline=True,
+)
+
+
+def render(job: JobData) -> dict[str, Any]:
+    """The ``{"Job": {...}}`` body for ``POST /v1/jobs``."""
+    template = _environment.get_template(f"{job.meta['podium_purpose']}.json.j2")
+    text = template.render(job=job.model_dump())
+    try:
+        rendered: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SandboxError(f"nomad-jobs/{template.name} rendered invalid JSON: {exc}") from None
+    return rendered
+
+
+def render_text(job: JobData) -> str:
+    """The rendered job as an operator would save it (stable, indented JSON)."""
+    return json.dumps(render(job), indent=2, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.nomad_jobs", description="Render a sandbox spec (JSON) into a Nomad job."
+    )
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--job-id", default=None)
+    args = parser.parse_args(argv)
+    spec = SandboxSpec.model_validate_json(args.spec.read_text())
+    print(render_text(build_job(spec, args.job_id or new_job_id(spec), NomadSettings(), {})), end="")
+
+
+if __name__ == "__main__":
+    main()
