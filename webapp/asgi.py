@@ -1,4 +1,4 @@
-"""The one ASGI application: Django for HTTP, Channels for websockets.
+"""The one ASGI application: the invocation gateway and Django for HTTP, Channels for websockets.
 
 Websockets pass origin validation (only Podium's own hosts may open them) and
 Django's session authentication before reaching a consumer; consumers then use
@@ -19,8 +19,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from webapp.routing import websocket_urlpatterns  # noqa: E402
+from webapp.serving.gateway import Gateway  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # /v1/... (predictions) is served by the lean gateway; everything else by Django.
+    "http": Gateway(django_asgi_app),
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "webapp.core",
     "webapp.accounts",
     "webapp.workspaces",
+    "webapp.serving",
 ]
 
 MIDDLEWARE = [
@@ -217,3 +218,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("PODIUM_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Model serving
+PODIUM_ARTIFACTS_DIR = Path(envstr("PODIUM_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))).resolve()
+PODIUM_MAX_BUNDLE_MB = envint("PODIUM_MAX_BUNDLE_MB", 512)
+PODIUM_MAX_REQUEST_BYTES = envint("PODIUM_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
+PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
+PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
+PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)

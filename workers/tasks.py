@@ -43,3 +43,18 @@ def prune_expired_invitations() -> int:
     cutoff = timezone.now() - dt.timedelta(days=30)
     deleted, _ = Invitation.objects.filter(accepted_at=None, expires_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(acks_late=True)
+def deploy_version(version_id: int) -> None:
+    """Build, start and check one model version (see webapp.serving.deploy)."""
+    from webapp.serving.deploy import run_deploy
+
+    run_deploy(version_id)
+
+
+@shared_task
+def stop_unused_versions(model_id: int) -> list[int]:
+    from webapp.serving.deploy import stop_unused
+
+    return stop_unused(model_id)

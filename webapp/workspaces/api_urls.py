@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from webapp.serving import api as serving
 from webapp.workspaces import api
 
 urlpatterns = [
@@ -24,4 +25,20 @@ urlpatterns = [
     path("workspaces/<slug:slug>/keys", api.ApiKeyListView.as_view(), name="api-keys"),
     path("workspaces/<slug:slug>/keys/<int:pk>", api.ApiKeyDetailView.as_view(), name="api-key"),
     path("workspaces/<slug:slug>/audit", api.AuditLogView.as_view(), name="api-audit"),
+    path("workspaces/<slug:slug>/models", serving.ModelListView.as_view(), name="api-models"),
+    path("workspaces/<slug:slug>/models/<slug:name>", serving.ModelDetailView.as_view(), name="api-model"),
+    path("workspaces/<slug:slug>/models/<slug:name>/versions", serving.VersionListView.as_view(),
+         name="api-versions"),
+    path("workspaces/<slug:slug>/models/<slug:name>/versions/<int:number>", serving.VersionDetailView.as_view(),
+         name="api-version"),
+    path("workspaces/<slug:slug>/models/<slug:name>/versions/<int:number>/logs", serving.VersionLogsView.as_view(),
+         name="api-version-logs"),
+    path("workspaces/<slug:slug>/models/<slug:name>/versions/<int:number>/stop", serving.VersionStopView.as_view(),
+         name="api-version-stop"),
+    path("workspaces/<slug:slug>/models/<slug:name>/aliases/<slug:alias>", serving.AliasView.as_view(),
+         name="api-alias"),
+    path("workspaces/<slug:slug>/models/<slug:name>/rollback", serving.RollbackView.as_view(), name="api-rollback"),
+    path("workspaces/<slug:slug>/models/<slug:name>/calls", serving.InvocationListView.as_view(),
+         name="api-calls"),
+    path("workspaces/<slug:slug>/models/<slug:name>/metrics", serving.MetricsView.as_view(), name="api-metrics"),
 ]

@@ -1,0 +1,196 @@
+"""End to end: upload a version, watch it deploy in a real sandbox, call it through the gateway,
+roll out, split traffic, roll back, and see each failure named by its step."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.conftest import bearer, key_for
+from tests.serving.conftest import custom_bundle, flush_calls, gateway
+from webapp.serving.models import Invocation, ModelVersion
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ECHO = """
+    class Model:
+        def load(self):
+            self.greeting = open("greeting.txt").read().strip()
+
+        def predict(self, body):
+            return {"greeting": self.greeting, "you_sent": body}
+"""
+
+
+def upload(client: APIClient, name: str, bundle: bytes, **fields: str):
+    import io
+
+    data = {"bundle": io.BytesIO(bundle), **fields}
+    data["bundle"].name = "bundle.tar.gz"
+    return client.post(f"/api/v1/workspaces/acme/models/{name}/versions", data, format="multipart")
+
+
+@pytest.fixture
+def deployer(alice, acme, serving):
+    return bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+
+
+@pytest.fixture
+def invoke_key(alice, acme):
+    return key_for(alice, acme, ["invoke"])
+
+
+async def predict(key: str, path: str, json_body=None, **kwargs):
+    async with gateway() as client:
+        return await client.post(path, json=json_body, headers={"authorization": f"Bearer {key}"}, **kwargs)
+
+
+def test_upload_deploys_and_serves(deployer, invoke_key, acme):
+    response = upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hello"}))
+    assert response.status_code == 201, response.content
+    version = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/1").json()
+    assert version["status"] == "ready", version
+    assert [s["status"] for s in version["steps"]] == ["done", "done", "done"]
+    assert version["endpoint"].endswith("/v1/models/greeter/versions/1/predict")
+    model = deployer.get("/api/v1/workspaces/acme/models/greeter").json()
+    assert model["aliases"][0]["name"] == "production"
+    assert model["aliases"][0]["routes"] == [{"version": 1, "weight": 100}]
+
+    import asyncio
+
+    answer = asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {"x": 1}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"greeting": "hello", "you_sent": {"x": 1}}
+    assert answer.headers["x-podium-model-version"] == "1"
+    assert len(answer.headers["x-request-id"]) == 16
+    by_version = asyncio.run(predict(invoke_key, "/v1/models/greeter/versions/1/predict", [1, 2]))
+    assert by_version.json()["you_sent"] == [1, 2]
+
+    flush_calls()
+    call = Invocation.objects.get(request_id=answer.headers["x-request-id"])
+    assert call.status_code == 200 and call.latency_ms > 0 and call.version.number == 1
+    calls = deployer.get("/api/v1/workspaces/acme/models/greeter/calls").json()
+    assert len(calls) == 2
+    metrics = deployer.get("/api/v1/workspaces/acme/models/greeter/metrics").json()
+    assert sum(row["requests"] for row in metrics["series"]) == 2
+    logs = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/1/logs").json()["lines"]
+    assert any("ready" in line["text"] for line in logs)
+
+
+def test_rollout_split_and_rollback(deployer, invoke_key):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "one"})).status_code == 201
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "two"})).status_code == 201
+    # The rollout moved production to v2; v1 stays warm for an instant rollback.
+    assert asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {})).json()["greeting"] == "two"
+    assert ModelVersion.objects.get(number=1).status == "ready"
+
+    split = deployer.post("/api/v1/workspaces/acme/models/greeter/aliases/production",
+                          {"routes": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}]}, format="json")
+    assert split.status_code == 200, split.content
+
+    async def many() -> set[str]:
+        seen = set()
+        async with gateway() as client:
+            for _ in range(40):
+                r = await client.post("/v1/models/greeter/predict", json={},
+                                      headers={"authorization": f"Bearer {invoke_key}"})
+                seen.add(r.json()["greeting"])
+        return seen
+
+    assert asyncio.run(many()) == {"one", "two"}
+
+    back = deployer.post("/api/v1/workspaces/acme/models/greeter/rollback", {}, format="json")
+    assert back.status_code == 200 and back.json()["routes"] == [{"version": 2, "weight": 100}]
+    staging = deployer.post("/api/v1/workspaces/acme/models/greeter/aliases/staging", {"version": 1}, format="json")
+    assert staging.status_code == 200
+    staged = asyncio.run(predict(invoke_key, "/v1/models/greeter/aliases/staging/predict", {}))
+    assert staged.json()["greeting"] == "one"
+
+
+def test_a_failing_load_names_the_step_and_keeps_the_old_version(deployer, invoke_key):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "still here"})).status_code == 201
+    broken = custom_bundle("""
+        class Model:
+            def load(self):
+                raise RuntimeError("the weights are corrupt")
+
+            def predict(self, body):
+                return body
+    """)
+    assert upload(deployer, "greeter", broken).status_code == 201
+    version = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/2").json()
+    assert version["status"] == "failed" and version["failed_step"] == "ready"
+    assert "RuntimeError: the weights are corrupt" in version["error"]
+    answer = asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {}))
+    assert answer.json()["greeting"] == "still here"
+
+
+def test_requirements_that_cannot_install_fail_the_environment_step(deployer):
+    bundle = custom_bundle(ECHO, requirements=["this-package-does-not-exist-podium==0.0.1"],
+                           **{"greeting.txt": "x"})
+    assert upload(deployer, "greeter", bundle).status_code == 201
+    version = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/1").json()
+    assert version["status"] == "failed" and version["failed_step"] == "environment"
+    assert "this-package-does-not-exist-podium" in version["error"]
+    build = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/1/logs?source=build").json()["lines"]
+    assert build
+
+
+def test_bad_bundles_are_refused_with_the_reason(deployer):
+    not_tar = upload(deployer, "greeter", b"definitely not a tarball")
+    assert not_tar.status_code == 400 and "gzip-compressed tar" in not_tar.json()["detail"]
+    from tests.serving.conftest import bundle_bytes
+
+    no_entry = upload(deployer, "greeter", bundle_bytes({"flavor": "custom"}, {"model.py": "x = 1"}))
+    assert no_entry.status_code == 400 and "entrypoint" in no_entry.json()["detail"]
+    bad_name = upload(deployer, "Not_A_Name", custom_bundle(ECHO))
+    assert bad_name.status_code in (400, 404)
+
+
+def test_gateway_errors_say_what_to_do(deployer, invoke_key, alice, acme):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    read_only = key_for(alice, acme, ["read"])
+
+    async def calls():
+        async with gateway() as client:
+            auth = {"authorization": f"Bearer {invoke_key}"}
+            yield await client.post("/v1/models/greeter/predict", content=b"a=b",
+                                    headers={**auth, "content-type": "application/x-www-form-urlencoded"})
+            yield await client.post("/v1/models/greeter/predict", content=b"x" * (11 << 20),
+                                    headers={**auth, "content-type": "application/json"})
+            yield await client.post("/v1/models/nothing/predict", json={}, headers=auth)
+            yield await client.post("/v1/models/greeter/versions/9/predict", json={}, headers=auth)
+            yield await client.get("/v1/models/greeter/predict", headers=auth)
+            yield await client.post("/v1/models/greeter/predict", json={})
+            yield await client.post("/v1/models/greeter/predict", json={},
+                                    headers={"authorization": f"Bearer {read_only}"})
+
+    async def collect():
+        return [r async for r in calls()]
+
+    unsupported, too_big, no_model, no_version, wrong_method, anonymous, read_only = asyncio.run(collect())
+    assert unsupported.status_code == 415 and "JSON" in unsupported.json()["detail"]
+    assert too_big.status_code == 413
+    assert no_model.status_code == 404 and "no model named 'nothing'" in no_model.json()["detail"]
+    assert no_version.status_code == 404 and "no version 9" in no_version.json()["detail"]
+    assert wrong_method.status_code == 405
+    assert anonymous.status_code == 401
+    assert read_only.status_code == 403 and "'invoke' scope" in read_only.json()["detail"]
+
+
+def test_another_workspaces_key_cannot_call_the_model(deployer, charlie):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    assert charlie.workspace is not None
+    outsider = key_for(charlie, charlie.workspace, ["invoke"])
+    theirs = asyncio.run(predict(outsider, "/v1/models/greeter/predict", {}))
+    missing = asyncio.run(predict(outsider, "/v1/models/no-such-model/predict", {}))
+    assert theirs.status_code == 404
+    assert theirs.json()["detail"].replace("greeter", "X") == missing.json()["detail"].replace("no-such-model", "X")

@@ -1,0 +1,192 @@
+"""The deploy pipeline of one model version, run by the worker (``workers.tasks.deploy_version``).
+
+Steps, each recorded on the version as it starts and ends:
+
+1. ``environment``: the version's requirements become a virtual environment
+   (built once with uv, then cached by their hash); the build output is kept
+   in ``<version dir>/build.log``.
+2. ``start``: the executor starts ``replicas`` model-server sandboxes mounting
+   the version's code read-only.
+3. ``ready``: every replica answers ``GET /ready``. A replica that exits first
+   (``load()`` raised, a limit was hit) fails the step with its logs.
+
+When all steps pass, a version uploaded with ``promote`` takes the production
+alias (the rollout: the new replicas are ready before traffic moves, and the
+versions no longer needed are drained and stopped afterwards). A failure
+leaves every alias where it was, so the previous version keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sandbox import SandboxError, SandboxHandle, SandboxSpec, get_executor
+from sandbox.environments import EnvironmentBuilder
+from sandbox.spec import Resources
+from webapp.serving import actions
+from webapp.serving.models import Alias, ModelVersion
+from webapp.workspaces.access import Access, Actor
+from webapp.workspaces.models import Membership
+
+log = logging.getLogger(__name__)
+RUNNING_STATES = ("queued", "building", "starting")
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+def build_log_path(version: ModelVersion) -> Path:
+    return actions.version_dir(version) / "build.log"
+
+
+def run_deploy(version_id: int) -> None:
+    version = ModelVersion.objects.select_related("model", "workspace").filter(pk=version_id).first()
+    if version is None or version.status not in RUNNING_STATES:
+        return  # deleted, or already finished: a redelivered task has nothing to do
+    step = "environment"
+    try:
+        environment = _environment(version)
+        step = "start"
+        handle = _start(version, environment)
+        step = "ready"
+        _wait_ready(version, handle)
+    except StepFailed as failure:
+        _fail(version, failure.step, failure.message)
+        return
+    except Exception as exc:  # noqa: BLE001 - any failure is reported on the version, never lost
+        log.exception("deploy of version %s failed in step %s", version_id, step)
+        _fail(version, step, f"{type(exc).__name__}: {exc}")
+        return
+    if version.manifest.get("promote", True):
+        _promote(version)
+
+
+def _environment(version: ModelVersion) -> Path:
+    actions.mark_step(version, "environment", "running", status="building")
+    path = build_log_path(version)
+    with open(path, "a") as build_log:
+        def emit(line: str) -> None:
+            build_log.write(f"{timezone.now().isoformat()} {line.rstrip()}\n")
+            build_log.flush()
+
+        try:
+            environment = EnvironmentBuilder().ensure(version.requirements, on_output=emit)
+        except SandboxError as exc:
+            emit(str(exc))
+            raise StepFailed("environment", f"Installing the requirements failed:\n{exc}") from None
+        emit(f"environment ready ({'cached' if environment.cached else 'built'}): {environment.key}")
+    actions.mark_step(version, "environment", "done")
+    return environment.path
+
+
+def _spec(version: ModelVersion, environment: Path) -> SandboxSpec:
+    return SandboxSpec(
+        workspace=version.workspace.slug,
+        name=f"{version.model.name}-v{version.number}",
+        purpose="server",
+        command=["python", "/code/_podium/model_server.py", "/code/bundle"],
+        code_dir=actions.version_dir(version) / "code",
+        environment=environment,
+        replicas=version.replicas,
+        resources=Resources(cpu=version.cpu, memory_mib=version.memory_mib, gpus=version.gpus),
+    )
+
+
+def _start(version: ModelVersion, environment: Path) -> SandboxHandle:
+    actions.mark_step(version, "start", "running", status="starting")
+    try:
+        handle = get_executor().start(_spec(version, environment))
+    except SandboxError as exc:
+        raise StepFailed("start", f"The sandbox could not start: {exc}") from None
+    actions.mark_step(version, "start", "done", sandbox=handle.model_dump(mode="json"))
+    return handle
+
+
+def _wait_ready(version: ModelVersion, handle: SandboxHandle) -> None:
+    actions.mark_step(version, "ready", "running")
+    executor = get_executor()
+    deadline = time.monotonic() + settings.PODIUM_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = executor.poll(handle)
+        if status.done or status.restarts > 0:
+            executor.stop(handle, grace_s=1)
+            tail = "\n".join(line.text for line in executor.logs(handle, tail=40))
+            reason = status.reason or f"the model server exited with code {status.exit_code}"
+            raise StepFailed("ready", f"The model server stopped before it was ready: {reason}.\n{tail}".strip())
+        addresses = executor.addresses(handle)
+        if len(addresses) == version.replicas and all(_answers_ready(a) for a in addresses):
+            actions.mark_step(version, "ready", "done", status="ready", ready_at=timezone.now())
+            return
+        time.sleep(0.05)
+    executor.stop(handle, grace_s=1)
+    raise StepFailed("ready", f"The model server was not ready after {settings.PODIUM_READY_TIMEOUT_S} s.")
+
+
+def _answers_ready(address: str) -> bool:
+    try:
+        with model_client(address, timeout=2) as client:
+            return client.get("/ready").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def model_client(address: str, timeout: float) -> httpx.Client:
+    if address.startswith("unix:"):
+        return httpx.Client(transport=httpx.HTTPTransport(uds=address[5:]), base_url="http://model", timeout=timeout)
+    return httpx.Client(base_url=address, timeout=timeout)
+
+
+def _fail(version: ModelVersion, step: str, message: str) -> None:
+    version.refresh_from_db()
+    actions.mark_step(version, step, "failed", status="failed", failed_step=step, error=message[:20000])
+
+
+def _promote(version: ModelVersion) -> None:
+    """Move production to the new version (it is ready), then drain and stop what is no longer needed."""
+    owner = Membership.objects.filter(workspace=version.workspace, role="owner").select_related("user").first()
+    creator = version.created_by
+    membership = Membership.objects.filter(workspace=version.workspace, user=creator).first() or owner
+    if membership is None:
+        return
+    access = Access.build(version.workspace, membership, None)
+    actor = Actor(user=membership.user, user_agent="podium deploy")
+    with transaction.atomic():
+        actions.set_routes(actor, access, version.model, actions.PRODUCTION, [(version.number, 100)],
+                           action="model.rollout")
+    from workers.tasks import stop_unused_versions
+
+    stop_unused_versions.apply_async((version.model_id,), countdown=settings.PODIUM_DRAIN_S)
+
+
+def stop_unused(model_id: int) -> list[int]:
+    """Stop ready versions that no alias routes to, keeping the newest one of them warm
+    so that a rollback is instant. Returns the numbers stopped."""
+    routed = set(Alias.objects.filter(model_id=model_id).values_list("routes__version_id", flat=True))
+    ready = list(ModelVersion.objects.filter(model_id=model_id, status="ready").order_by("-number"))
+    unrouted = [v for v in ready if v.pk not in routed]
+    stopped = []
+    for version in unrouted[1:]:
+        stop_version(version)
+        stopped.append(version.number)
+    return stopped
+
+
+def stop_version(version: ModelVersion) -> None:
+    ModelVersion.objects.filter(pk=version.pk).update(status="stopping")
+    if version.sandbox:
+        try:
+            get_executor().stop(SandboxHandle.model_validate(version.sandbox), grace_s=5)
+        except SandboxError:
+            log.warning("could not stop the sandbox of version %s", version.pk, exc_info=True)
+    ModelVersion.objects.filter(pk=version.pk).update(status="stopped")

@@ -1,0 +1,182 @@
+"""The invocation gateway: ``POST /v1/models/<name>/...predict``, in front of Django.
+
+It is a plain ASGI app so a prediction does not pay for Django's middleware
+stack: it authenticates the API key, resolves alias/version to a replica,
+forwards the JSON body to the model server over the sandbox's socket, and
+answers with the model's response plus ``X-Request-Id``. Every other path goes
+to Django. Errors are JSON with a ``detail`` that says what to do:
+
+- 401 bad key; 403 key without the ``invoke`` scope; 404 unknown model/alias/version
+- 405 not POST; 413 body too large; 415 not JSON (nothing is ever unpickled)
+- 502 the replica dropped the call (it is being restarted); 503 + Retry-After
+  while no replica is ready; 504 the model took longer than the timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from rest_framework.exceptions import AuthenticationFailed
+
+from webapp.serving import recorder, routing
+from webapp.workspaces.access import Access
+from webapp.workspaces.auth import bearer_token, resolve_key
+from webapp.workspaces.models import ApiKey, Membership
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PATH = re.compile(
+    r"^/v1/models/(?P<name>[a-z0-9][a-z0-9-]*)/"
+    r"(?:versions/(?P<number>[0-9]{1,9})/|aliases/(?P<alias>[a-z][a-z0-9-]*)/)?predict/?$"
+)
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def _authenticate(header: str) -> tuple[ApiKey, Access]:
+    token = bearer_token(header) if header else None
+    if token is None:
+        raise GatewayError(401, "Send an API key with the invoke scope as 'Authorization: Bearer pod_...'.")
+    try:
+        api_key = resolve_key(token)
+    except AuthenticationFailed as exc:
+        raise GatewayError(401, str(exc.detail)) from None
+    membership = Membership.objects.filter(workspace_id=api_key.workspace_id, user_id=api_key.created_by_id).first()
+    if membership is None:
+        raise GatewayError(401, "This API key's owner is no longer a member of its workspace.")
+    access = Access.build(api_key.workspace, membership, api_key)
+    if not access.can("models.invoke"):
+        raise GatewayError(403, "This API key cannot call models: use a key with the 'invoke' scope.")
+    return api_key, access
+
+
+class Gateway:
+    def __init__(self, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.fallback = fallback
+        self.clients: dict[str, httpx.AsyncClient] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.handle(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = secrets.token_hex(8)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        context: dict[str, Any] = {"request_id": request_id}
+        try:
+            status, body, extra = await self._predict(scope, receive, headers, context)
+        except GatewayError as error:
+            status, body, extra = error.status, json.dumps({"detail": error.detail}).encode(), error.headers
+        extra = {**extra, "x-request-id": request_id}
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            *((k.encode(), v.encode()) for k, v in extra.items()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+        if "model_id" in context:
+            recorder.record(
+                workspace_id=context["workspace_id"], model_id=context["model_id"],
+                version_id=context.get("version_id"), alias=context.get("alias", ""),
+                api_key_id=context["api_key_id"], request_id=request_id, status_code=status,
+                latency_ms=(time.perf_counter() - started) * 1000, request_bytes=context.get("request_bytes", 0),
+                response_bytes=len(body), error=context.get("error", "")[:500] if status >= 400 else "",
+            )
+
+    async def _predict(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], context: dict[str, Any]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        match = PATH.match(scope["path"])
+        if match is None:
+            raise GatewayError(404, "Not found. Call POST /v1/models/<name>/predict, "
+                                    "/v1/models/<name>/versions/<n>/predict or /v1/models/<name>/aliases/<a>/predict.")
+        if scope["method"] != "POST":
+            raise GatewayError(405, "Use POST with a JSON body.", {"allow": "POST"})
+        api_key, access = await sync_to_async(_authenticate, thread_sensitive=False)(headers.get("authorization", ""))
+        context.update(workspace_id=access.workspace.pk, api_key_id=api_key.pk)
+        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise GatewayError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
+        body = await self._read_body(receive, headers)
+        context["request_bytes"] = len(body)
+        number = int(match["number"]) if match["number"] else None
+        try:
+            route = await sync_to_async(routing.resolve, thread_sensitive=False)(
+                access.workspace.pk, match["name"], match["alias"], number
+            )
+        except routing.NotFound as exc:
+            raise GatewayError(404, str(exc)) from None
+        context.update(model_id=route.model_id, alias=route.alias)
+        target = route.pick()
+        if target is None:
+            raise GatewayError(503, f"No replica of '{route.model_name}' is ready yet; retry shortly.",
+                               {"retry-after": "5"})
+        context["version_id"] = target.version_id
+        address = target.pick_address()
+        assert address is not None
+        status, answer = await self._forward(address, body, context)
+        return status, answer, {"x-podium-model-version": str(target.number)}
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        limit = settings.PODIUM_MAX_REQUEST_BYTES
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(413, f"The request body is larger than {limit} bytes.")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def _client(self, address: str) -> httpx.AsyncClient:
+        key = f"{id(asyncio.get_running_loop())}|{address}"
+        client = self.clients.get(key)
+        if client is None:
+            timeout = httpx.Timeout(settings.PODIUM_PREDICT_TIMEOUT_S, connect=2.0)
+            if address.startswith("unix:"):
+                client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=address[5:]),
+                                           base_url="http://model", timeout=timeout)
+            else:
+                client = httpx.AsyncClient(base_url=address, timeout=timeout)
+            self.clients[key] = client
+        return client
+
+    async def _forward(self, address: str, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+        try:
+            response = await self._client(address).post(
+                "/predict", content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.TimeoutException:
+            context["error"] = "timeout"
+            raise GatewayError(504, f"The model did not answer within {settings.PODIUM_PREDICT_TIMEOUT_S} s.") from None
+        except httpx.TransportError as exc:
+            context["error"] = f"{type(exc).__name__}: {exc}"
+            self.clients.pop(f"{id(asyncio.get_running_loop())}|{address}", None)
+            raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
+                               {"retry-after": "1"}) from None
+        if response.status_code >= 400:
+            context["error"] = response.text[:500]
+        return response.status_code, response.content

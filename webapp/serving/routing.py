@@ -1,0 +1,106 @@
+"""Where a call to a model goes: alias or version -> versions with weights -> replica addresses.
+
+The gateway asks :func:`resolve` on every call, so answers are cached in the
+process for ``TTL`` seconds: a promotion or rollback made in another process
+takes effect within that second, and one made in this process at once
+(:func:`invalidate`). Replica addresses come from the executor.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sandbox import SandboxError, SandboxHandle, get_executor
+from webapp.serving.models import Alias, Model, ModelVersion
+
+TTL = 1.0
+
+
+@dataclass
+class Target:
+    version_id: int
+    number: int
+    weight: int
+    addresses: list[str]
+    _next: int = 0
+
+    def pick_address(self) -> str | None:
+        if not self.addresses:
+            return None
+        self._next = (self._next + 1) % len(self.addresses)  # round robin across replicas
+        return self.addresses[self._next]
+
+
+@dataclass
+class Route:
+    workspace_id: int
+    model_id: int
+    model_name: str
+    alias: str
+    targets: list[Target] = field(default_factory=list)
+
+    def pick(self) -> Target | None:
+        live = [t for t in self.targets if t.addresses]
+        if not live:
+            return None
+        return random.choices(live, weights=[t.weight for t in live])[0]  # noqa: S311 - traffic split, not crypto
+
+
+class NotFound(Exception):
+    """The model, version or alias does not exist; the message names which."""
+
+
+_cache: dict[tuple[int, str, str], tuple[float, Route]] = {}
+_lock = threading.Lock()
+
+
+def invalidate(workspace_id: int, model_name: str) -> None:
+    with _lock:
+        for key in [k for k in _cache if k[0] == workspace_id and k[1] == model_name]:
+            del _cache[key]
+
+
+def resolve(workspace_id: int, model_name: str, alias: str | None = None, number: int | None = None) -> Route:
+    selector = f"v{number}" if number is not None else f"@{alias or 'production'}"
+    key = (workspace_id, model_name, selector)
+    now = time.monotonic()
+    with _lock:
+        cached = _cache.get(key)
+    if cached and cached[0] > now:
+        return cached[1]
+    route = _load(workspace_id, model_name, alias, number)
+    with _lock:
+        _cache[key] = (now + TTL, route)
+    return route
+
+
+def _load(workspace_id: int, model_name: str, alias: str | None, number: int | None) -> Route:
+    model = Model.objects.filter(workspace_id=workspace_id, name=model_name).first()
+    if model is None:
+        raise NotFound(f"There is no model named '{model_name}' in this workspace.")
+    if number is not None:
+        version = ModelVersion.objects.filter(model=model, number=number).first()
+        if version is None:
+            raise NotFound(f"Model '{model_name}' has no version {number}.")
+        versions = [(version, 100)]
+        label = ""
+    else:
+        label = alias or "production"
+        found = Alias.objects.filter(model=model, name=label).first()
+        if found is None:
+            raise NotFound(f"Model '{model_name}' has no '{label}' alias yet; deploy a version or promote one.")
+        versions = [(r.version, r.weight) for r in found.routes.select_related("version")]
+    targets = [Target(v.pk, v.number, w, _addresses(v)) for v, w in versions]
+    return Route(workspace_id, model.pk, model.name, label, targets)
+
+
+def _addresses(version: ModelVersion) -> list[str]:
+    if version.status != "ready" or not version.sandbox:
+        return []
+    try:
+        return get_executor().addresses(SandboxHandle.model_validate(version.sandbox))
+    except SandboxError:
+        return []
