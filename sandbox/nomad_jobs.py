@@ -249,18 +249,29 @@ def unenforced(spec: SandboxSpec) -> list[str]:
     return notes
 
 
+def _tojson(value: Any) -> str:
+    """JSON for one value; an undefined value fails the render, naming it."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return json.dumps(value, sort_keys=True)
+
+
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     undefined=jinja2.StrictUndefined,
     autoescape=False,  # noqa: S701 - JSON output; every value goes through tojson
     keep_trailing_newline=True,
 )
+_environment.filters["tojson"] = _tojson
 
 
 def render(job: JobData) -> dict[str, Any]:
     """The ``{"Job": {...}}`` body for ``POST /v1/jobs``."""
     template = _environment.get_template(f"{job.meta['podium_purpose']}.json.j2")
-    text = template.render(job=job.model_dump())
+    try:
+        text = template.render(job=job.model_dump())
+    except jinja2.UndefinedError as exc:
+        raise SandboxError(f"nomad-jobs/{template.name} has a placeholder without a value: {exc}") from None
     try:
         rendered: dict[str, Any] = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -26,7 +26,7 @@ import nomad.api.exceptions as nomad_errors
 from nomad.api.base import Requester
 
 from sandbox import nomad_jobs
-from sandbox.errors import ResourceUnavailable, SandboxError, SandboxNotFound, SandboxUnavailable, SpecNotSupported
+from sandbox.errors import ResourceUnavailable, SandboxError, SandboxNotFound, SandboxUnavailable
 from sandbox.executors.base import Executor
 from sandbox.signing import sign_url
 from sandbox.spec import LimitName, LogLine, ReplicaStatus, SandboxHandle, SandboxSpec, SandboxStatus, State
@@ -50,7 +50,7 @@ class NomadConfig:
     token: str | None = None
     settings: nomad_jobs.NomadSettings = field(default_factory=nomad_jobs.NomadSettings)
     artifact_url: str = "http://127.0.0.1:8000/sandbox-artifacts"
-    artifact_root: Path = Path("/")
+    artifact_root: Path = Path(__file__).resolve().parents[2] / "var"
     signing_key: bytes = b""
     timeout_s: int = 10
 
@@ -137,10 +137,6 @@ class NomadExecutor(Executor):
     # the contract
 
     def start(self, spec: SandboxSpec) -> SandboxHandle:
-        if self.config.settings.driver != "exec" and spec.network == "none":
-            raise SpecNotSupported(
-                f"network 'none' is only rendered for the exec driver, not {self.config.settings.driver}"
-            )
         job_id = nomad_jobs.new_job_id(spec)
         job = nomad_jobs.build_job(spec, job_id, self.config.settings, self._artifact_urls(spec))
         namespace = job.namespace

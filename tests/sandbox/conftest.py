@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from sandbox.config import SandboxConfig
+from sandbox.errors import SandboxUnavailable
 from sandbox.executors.local import LocalExecutor
+from sandbox.protocol import Client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,12 +59,16 @@ def start_supervisor(config: SandboxConfig, extra_env: dict[str, str] | None = N
     log = open(config.var_dir / "supervisor.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "sandbox.supervisor"], cwd=REPO, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 20
-    while not config.socket_path.exists():
+    while True:
+        try:
+            Client(config.socket_path, timeout=1).call("ping")
+            return proc
+        except SandboxUnavailable:
+            pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError((config.var_dir / "supervisor.log").read_text())
         time.sleep(0.02)
-    return proc
 
 
 def stop_supervisor(proc: subprocess.Popen[bytes]) -> None:

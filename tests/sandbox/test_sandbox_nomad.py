@@ -1,0 +1,249 @@
+"""Nomad-specific behaviour: rendered jobs (golden files), namespaces per
+workspace, ACL token, Nomad's validation errors, GPU placement and artifacts
+fetched from signed URLs. Set PODIUM_UPDATE_GOLDEN=1 to rewrite the golden files."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import jinja2
+import pytest
+from fake_nomad import FakeNomad
+
+from sandbox import (
+    GpuConstraints,
+    Limits,
+    Resources,
+    SandboxError,
+    SandboxNotFound,
+    SandboxSpec,
+    SandboxUnavailable,
+    State,
+    nomad_jobs,
+)
+from sandbox.environments import MARKER
+from sandbox.executors.nomad import NomadConfig, NomadExecutor
+from sandbox.signing import sign_url, verify_signature
+
+GOLDEN = Path(__file__).parent / "golden"
+SETTINGS = nomad_jobs.NomadSettings(datacenters=["dc1"])
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeNomad]:
+    nodes = [
+        {
+            "ID": "node-gpu",
+            "Name": "gpu-1",
+            "Datacenter": "dc1",
+            "Devices": [
+                {"Vendor": "nvidia", "Type": "gpu", "Name": "A100", "Instances": [{"ID": "GPU-0"}, {"ID": "GPU-1"}]}
+            ],
+        }
+    ]
+    fake = FakeNomad(tmp_path_factory.mktemp("nomad"), token="t0ken", nodes=nodes).start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def nomad(fake: FakeNomad) -> NomadExecutor:
+    return NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=SETTINGS, signing_key=b"k"))
+
+
+def golden_cases(tmp: Path) -> dict[str, tuple[SandboxSpec, dict[str, str]]]:
+    env = tmp / "envs" / "abc123"
+    env.mkdir(parents=True)
+    (env / MARKER).write_text(json.dumps({"requirements": "scikit-learn==1.5.2", "python": "3.11.2"}))
+    return {
+        "server-gpu": (
+            SandboxSpec(
+                workspace="acme",
+                name="churn-v3",
+                purpose="server",
+                replicas=2,
+                command=["python", "-m", "serve"],
+                resources=Resources(
+                    cpu=2, memory_mib=4096, gpus=1, gpu=GpuConstraints(min_memory_mib=16384, model="A100")
+                ),
+            ),
+            {"code": "https://podium.example/sandbox-artifacts/models/churn/3.tar.gz?expires=1&signature=abc"},
+        ),
+        "oneshot": (
+            SandboxSpec(
+                workspace="acme",
+                name="nightly-run",
+                purpose="oneshot",
+                command=["python", "run.py"],
+                limits=Limits(wall_time_s=600, cpu_time_s=300, disk_mib=2048),
+            ),
+            {},
+        ),
+        "kernel-env": (
+            SandboxSpec(
+                workspace="bob",
+                name="notebook",
+                purpose="kernel",
+                environment=env,
+                command=[f"{env}/bin/python", "-m", "ipykernel_launcher"],
+            ),
+            {},
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["server-gpu", "oneshot", "kernel-env"])
+def test_it_renders_jobs_matching_the_golden_files(case: str, tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)[case]
+    rendered = nomad_jobs.render_text(nomad_jobs.build_job(spec, f"{spec.name}-0000", SETTINGS, urls))
+    path = GOLDEN / f"{case}.json"
+    if os.environ.get("PODIUM_UPDATE_GOLDEN"):
+        path.write_text(rendered)
+    assert rendered == path.read_text()
+
+
+def test_an_unfilled_placeholder_fails_the_render() -> None:
+    template = nomad_jobs._environment.from_string('{"Count": {{ job.count | tojson }}}')
+    with pytest.raises(jinja2.UndefinedError):
+        template.render(job={})
+
+
+def test_gpu_requests_become_nvidia_devices_with_constraints(tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["server-gpu"]
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "x", SETTINGS, urls))["Job"]
+    (device,) = job["TaskGroups"][0]["Tasks"][0]["Resources"]["Devices"]
+    assert device["Name"] == "nvidia/gpu" and device["Count"] == 1
+    assert {"LTarget": "${device.attr.memory}", "Operand": ">=", "RTarget": "16384 MiB"} in device["Constraints"]
+
+
+def test_it_places_gpu_work_on_clients_that_have_gpus(nomad: NomadExecutor, fake: FakeNomad) -> None:
+    spec = SandboxSpec(
+        workspace="acme",
+        name="gpu",
+        purpose="oneshot",
+        command=["/bin/sh", "-c", "echo gpu"],
+        resources=Resources(gpus=2),
+    )
+    handle = nomad.start(spec)
+    assert nomad.wait(handle, timeout=30).state == State.EXITED
+
+
+def test_it_uses_one_namespace_per_workspace(nomad: NomadExecutor, fake: FakeNomad) -> None:
+    alice = nomad.start(SandboxSpec(workspace="alice", name="a", purpose="oneshot", command=["true"]))
+    bob = nomad.start(SandboxSpec(workspace="bob", name="b", purpose="oneshot", command=["true"]))
+    assert {"podium-alice", "podium-bob"} <= set(fake.namespaces)
+    assert fake.jobs[("podium-alice", alice.id)]["Namespace"] == "podium-alice"
+    # Bob's sandbox does not exist in Alice's namespace.
+    with pytest.raises(SandboxNotFound):
+        nomad.poll(bob.model_copy(update={"state": {**bob.state, "namespace": "podium-alice"}}))
+
+
+def test_it_surfaces_nomads_own_validation_error(fake: FakeNomad) -> None:
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="chroot-me")
+    broken = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings))
+    with pytest.raises(SandboxError) as rejected:
+        broken.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
+    assert "Missing driver" in str(rejected.value) and "1 error occurred" in str(rejected.value)
+
+
+def test_it_sends_its_acl_token(fake: FakeNomad) -> None:
+    anonymous = NomadExecutor(NomadConfig(address=fake.address, token="wrong", settings=SETTINGS))
+    ok, message = anonymous.health()
+    assert not ok
+    with pytest.raises(SandboxUnavailable) as refused:
+        anonymous.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
+    assert "Permission denied" in str(refused.value)
+
+
+def test_health_fails_when_the_agent_does_not_answer() -> None:
+    ok, message = NomadExecutor(NomadConfig(address="http://127.0.0.1:9", settings=SETTINGS)).health()
+    assert not ok and "127.0.0.1:9" in message
+
+
+def test_a_signed_url_verifies_until_it_expires_and_not_when_altered() -> None:
+    url = urlparse(sign_url("https://podium.example/a", "models/m/1.tar.gz", b"key", ttl_s=60, now=1000))
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    path = unquote(url.path.removeprefix("/a/"))
+    assert verify_signature(path, query["expires"], query["signature"], b"key", now=1030)
+    assert not verify_signature(path, query["expires"], query["signature"], b"key", now=1061)
+    assert not verify_signature("models/other/1.tar.gz", query["expires"], query["signature"], b"key", now=1030)
+    assert not verify_signature(path, query["expires"], query["signature"], b"other", now=1030)
+
+
+@pytest.fixture
+def artifact_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Stands in for Podium's artifact view: verifies the signature, serves a tarball."""
+    root = tmp_path / "store"
+    root.mkdir()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            relative = unquote(url.path.removeprefix("/sandbox-artifacts/"))
+            if not verify_signature(relative, query.get("expires", ""), query.get("signature", ""), b"k"):
+                self.send_response(403)
+                self.end_headers()
+                return
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+                archive.add(root / relative.removesuffix(".tar.gz"), arcname=".")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(buffer.getvalue())))
+            self.end_headers()
+            self.wfile.write(buffer.getvalue())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/sandbox-artifacts", root
+    server.shutdown()
+
+
+def test_code_reaches_the_task_through_a_signed_url(fake: FakeNomad, artifact_server: tuple[str, Path]) -> None:
+    base_url, root = artifact_server
+    code = root / "models" / "churn" / "3"
+    code.mkdir(parents=True)
+    (code / "hello.txt").write_text("hello from the bundle\n")
+    executor = NomadExecutor(
+        NomadConfig(
+            address=fake.address,
+            token="t0ken",
+            settings=SETTINGS,
+            artifact_url=base_url,
+            artifact_root=root,
+            signing_key=b"k",
+        )
+    )
+    handle = executor.start(
+        SandboxSpec(
+            workspace="acme",
+            name="code",
+            purpose="oneshot",
+            code_dir=code,
+            command=["/bin/sh", "-c", 'cat "$PODIUM_CODE_DIR/hello.txt"'],
+        )
+    )
+    status = executor.wait(handle, timeout=30)
+    assert status.state == State.EXITED, status
+    assert [line.text for line in executor.logs(handle)] == ["hello from the bundle"]
+
+
+def test_code_outside_the_artifact_store_is_refused(nomad: NomadExecutor, tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="outside the artifact store"):
+        nomad.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"], code_dir=tmp_path))
+
+
+def test_status_lists_what_nomad_cannot_enforce(nomad: NomadExecutor) -> None:
+    handle = nomad.start(SandboxSpec(workspace="acme", name="w", purpose="oneshot", command=["true"]))
+    assert any("process limit" in warning for warning in nomad.wait(handle, timeout=30).warnings)
