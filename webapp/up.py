@@ -2,17 +2,18 @@
 
 Terms used here:
 
-- *step*: a command that must finish before anything is served (migrate, bootstrap_demo).
-- *child*: a long-running process from :data:`PROCESSES`, the one table of what ``make up`` runs. Adding a
-  process (the sandbox supervisor, say) is one line there.
+- *step*: a command that must exit 0 before the processes start (:data:`STEPS`: migrate, bootstrap_demo).
+- *process*: a long-running child from :data:`PROCESSES`, the one table of what ``make up`` runs. Adding one
+  (the sandbox supervisor, say) is one line there.
 
 What happens, in order:
 
 1. The embedded PostgreSQL and Redis (``webapp.lib.embedded``) start for ``$PODIUM_VAR_DIR``, unless
-   ``DATABASE_URL`` / ``REDIS_URL`` point elsewhere. Servers left running by an earlier run are reused.
+   ``DATABASE_URL`` / ``REDIS_URL`` point elsewhere. Servers left running by a killed run are reused, and
+   stopped with the rest.
 2. ``manage.py migrate --noinput``, then ``manage.py bootstrap_demo``, which writes
-   ``$PODIUM_VAR_DIR/demo.json``.
-3. Every child starts in its own process group with ``DATABASE_URL``, ``REDIS_URL``, ``PODIUM_URL`` and
+   ``$PODIUM_VAR_DIR/demo.json`` (so it exists before ``/healthz`` can answer).
+3. Every process starts in its own process group with ``DATABASE_URL``, ``REDIS_URL``, ``PODIUM_URL`` and
    ``PODIUM_ALLOWED_HOSTS`` exported; each output line is prefixed with the child's name.
 4. Once ``/healthz`` answers 200, the URL, the demo login and the API key are printed.
 
@@ -77,9 +78,7 @@ PROCESSES: tuple[ProcessSpec, ...] = (
             "5",
         ),
     ),
-    ProcessSpec(
-        "worker", ("{python}", "-m", "celery", "-A", "workers", "worker", "-l", "info", "--concurrency", "2")
-    ),
+    ProcessSpec("worker", ("{python}", "-m", "celery", "-A", "workers", "worker", "-l", "info", "--concurrency", "2")),
     ProcessSpec(
         "beat",
         (
@@ -206,6 +205,7 @@ class Up:
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         self.signals_seen = 0
+        self.started = time.monotonic()
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals_seen += 1
@@ -280,8 +280,7 @@ class Up:
         Polls fast while nothing listens, then slowly (each probe is a line in web's log); says why it is
         still waiting after 20 s and every minute after that.
         """
-        started = time.monotonic()
-        next_report = started + 20
+        next_report = time.monotonic() + 20
         while not self.stop_requested.is_set():
             status, detail = probe(self.ctx["healthz"])
             if status == 200:
@@ -292,7 +291,7 @@ class Up:
             self.stop_requested.wait(0.2 if status is None else 1.0)
         else:
             return
-        self.output.line("up", f"web answered /healthz after {time.monotonic() - started:.1f}s")
+        self.output.line("up", f"ready in {time.monotonic() - self.started:.1f}s")
         for text in banner(self.ctx, Path(self.ctx["var"]) / "demo.json").splitlines():
             self.output.line("up", text)
 
