@@ -194,3 +194,21 @@ def test_another_workspaces_key_cannot_call_the_model(deployer, charlie):
     missing = asyncio.run(predict(outsider, "/v1/models/no-such-model/predict", {}))
     assert theirs.status_code == 404
     assert theirs.json()["detail"].replace("greeter", "X") == missing.json()["detail"].replace("no-such-model", "X")
+
+
+def test_prometheus_metrics_count_calls(deployer, invoke_key, settings):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    assert asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {})).status_code == 200
+
+    async def scrape(headers=None):
+        async with gateway() as client:
+            return await client.get("/metrics", headers=headers or {})
+
+    text = asyncio.run(scrape()).text
+    assert 'podium_predictions_total{' in text and 'model="greeter"' in text and 'status="200"' in text
+    assert "podium_prediction_latency_seconds_bucket" in text
+    settings.PODIUM_METRICS_TOKEN = "s3cret"
+    assert asyncio.run(scrape()).status_code == 401
+    assert asyncio.run(scrape({"authorization": "Bearer s3cret"})).status_code == 200

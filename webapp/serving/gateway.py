@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import prometheus_client
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
@@ -39,6 +40,16 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 PATH = re.compile(
     r"^/v1/models/(?P<name>[a-z0-9][a-z0-9-]*)/"
     r"(?:versions/(?P<number>[0-9]{1,9})/|aliases/(?P<alias>[a-z][a-z0-9-]*)/)?predict/?$"
+)
+
+
+PREDICTIONS = prometheus_client.Counter(
+    "podium_predictions", "Calls through the gateway", ["workspace", "model", "version", "status"]
+)
+LATENCY = prometheus_client.Histogram(
+    "podium_prediction_latency_seconds", "Gateway latency of a call, from request to answer",
+    ["workspace", "model", "version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -75,8 +86,24 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             await self.handle(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/metrics":
+            await self.metrics(scope, send)
         else:
             await self.fallback(scope, receive, send)
+
+    async def metrics(self, scope: Scope, send: Send) -> None:
+        """Prometheus metrics; with ``PODIUM_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+        token = settings.PODIUM_METRICS_TOKEN
+        headers = dict(scope["headers"])
+        if token and not secrets.compare_digest(headers.get(b"authorization", b""), f"Bearer {token}".encode()):
+            status, body, content_type = 401, b'{"detail": "Send the metrics token as a bearer token."}', (
+                b"application/json")
+        else:
+            status, body = 200, prometheus_client.generate_latest()
+            content_type = prometheus_client.CONTENT_TYPE_LATEST.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -94,6 +121,9 @@ class Gateway:
         ]})
         await send({"type": "http.response.body", "body": body})
         if "model_id" in context:
+            labels = (str(context["workspace_id"]), context["model_name"], str(context.get("version_number", "")))
+            PREDICTIONS.labels(*labels, str(status)).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - started)
             recorder.record(
                 workspace_id=context["workspace_id"], model_id=context["model_id"],
                 version_id=context.get("version_id"), alias=context.get("alias", ""),
@@ -124,12 +154,12 @@ class Gateway:
             )
         except routing.NotFound as exc:
             raise GatewayError(404, str(exc)) from None
-        context.update(model_id=route.model_id, alias=route.alias)
+        context.update(model_id=route.model_id, model_name=route.model_name, alias=route.alias)
         target = route.pick()
         if target is None:
             raise GatewayError(503, f"No replica of '{route.model_name}' is ready yet; retry shortly.",
                                {"retry-after": "5"})
-        context["version_id"] = target.version_id
+        context.update(version_id=target.version_id, version_number=target.number)
         address = target.pick_address()
         assert address is not None
         status, answer = await self._forward(address, body, context)
