@@ -180,7 +180,7 @@ class Cgroups:
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.005)
+                    time.sleep(0.001)
             else:
                 gone = False
         return gone

@@ -787,7 +787,6 @@ class Supervisor:
         replica.proc = None
         replica.run_dir = None
         replica.uid = None
-        _reap_orphans(self._tracked_pids())
 
     # operations
 
