@@ -58,3 +58,12 @@ def stop_unused_versions(model_id: int) -> list[int]:
     from webapp.serving.deploy import stop_unused
 
     return stop_unused(model_id)
+
+
+@shared_task
+def stop_drained_versions() -> int:
+    """Beat's sweep: stop what every model no longer routes to, once drained."""
+    from webapp.serving.deploy import stop_unused
+    from webapp.serving.models import Model
+
+    return sum(len(stop_unused(model_id)) for model_id in Model.objects.values_list("pk", flat=True))

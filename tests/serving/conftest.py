@@ -64,6 +64,17 @@ def serving(serving_var: Path, settings: Any) -> Iterator[Path]:
     yield serving_var
     app.conf.task_always_eager = False
     routing._cache.clear()
+    recorder.flush()  # this test's call records belong to this test's rows
+    stop_all_sandboxes()
+
+
+def stop_all_sandboxes() -> None:
+    """What one test started must not serve (or use memory) in the next."""
+    from sandbox import SandboxHandle, get_executor
+    from webapp.serving.models import ModelVersion
+
+    for handle in ModelVersion.objects.exclude(sandbox=None).values_list("sandbox", flat=True):
+        get_executor().stop(SandboxHandle.model_validate(handle), grace_s=1)
 
 
 def bundle_bytes(manifest: dict[str, Any], files: dict[str, str | bytes]) -> bytes:

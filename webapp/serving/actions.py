@@ -134,10 +134,14 @@ def set_routes(actor: Actor, access: Access, model: Model, alias_name: str, rout
         alias, _ = Alias.objects.select_for_update().get_or_create(
             workspace=access.workspace, model=model, name=alias_name
         )
+        before = set(AliasRoute.objects.filter(alias__model=model).values_list("version_id", flat=True))
         alias.routes.all().delete()
         AliasRoute.objects.bulk_create(
             [AliasRoute(alias=alias, version=versions[n], weight=w) for n, w in routes]
         )
+        after = set(AliasRoute.objects.filter(alias__model=model).values_list("version_id", flat=True))
+        ModelVersion.objects.filter(pk__in=before - after).update(unrouted_at=timezone.now())
+        ModelVersion.objects.filter(pk__in=after).update(unrouted_at=None)
         alias.updated_at = timezone.now()
         alias.save(update_fields=["updated_at"])
         AliasChange.objects.create(alias=alias, routes=[list(r) for r in sorted(routes)], actor_label=actor.label)

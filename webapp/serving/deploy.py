@@ -18,6 +18,7 @@ leaves every alias where it was, so the previous version keeps serving.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from sandbox import SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.environments import EnvironmentBuilder
 from sandbox.spec import Resources
 from webapp.serving import actions
-from webapp.serving.models import Alias, ModelVersion
+from webapp.serving.models import AliasRoute, ModelVersion
 from webapp.workspaces.access import Access, Actor
 from webapp.workspaces.models import Membership
 
@@ -166,19 +167,23 @@ def _promote(version: ModelVersion) -> None:
                            action="model.rollout")
     from workers.tasks import stop_unused_versions
 
-    stop_unused_versions.apply_async((version.model_id,), countdown=settings.PODIUM_DRAIN_S)
+    # Runs again after the drain period; beat also sweeps every model (see core/signals.py).
+    stop_unused_versions.apply_async((version.model_id,), countdown=settings.PODIUM_DRAIN_S + 1)
 
 
 def stop_unused(model_id: int) -> list[int]:
-    """Stop ready versions that no alias routes to, keeping the newest one of them warm
-    so that a rollback is instant. Returns the numbers stopped."""
-    routed = set(Alias.objects.filter(model_id=model_id).values_list("routes__version_id", flat=True))
+    """Stop ready versions that no alias has routed to for ``PODIUM_DRAIN_S`` seconds (so calls
+    in flight finish), keeping the newest unrouted one warm so that a rollback is instant.
+    Returns the numbers stopped. Safe to run any time: beat runs it for every model."""
+    drained_before = timezone.now() - dt.timedelta(seconds=settings.PODIUM_DRAIN_S)
+    routed = set(AliasRoute.objects.filter(alias__model_id=model_id).values_list("version_id", flat=True))
     ready = list(ModelVersion.objects.filter(model_id=model_id, status="ready").order_by("-number"))
     unrouted = [v for v in ready if v.pk not in routed]
     stopped = []
     for version in unrouted[1:]:
-        stop_version(version)
-        stopped.append(version.number)
+        if version.unrouted_at is None or version.unrouted_at <= drained_before:
+            stop_version(version)
+            stopped.append(version.number)
     return stopped
 
 

@@ -62,6 +62,9 @@ class ModelVersion(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
+    unrouted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the last alias stopped sending it traffic (drain starts)"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "number"], name="version_number_unique")]

@@ -1,0 +1,112 @@
+"""Reliability under load: rollouts and rollbacks drop nothing; a killed model server fails
+calls fast and is back within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+import pytest
+
+from tests.conftest import bearer, key_for
+from tests.serving.conftest import custom_bundle, gateway
+from tests.serving.test_deploy import ECHO, upload
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@dataclass
+class Load:
+    """A client calling the production alias continuously from its own thread."""
+
+    key: str
+    results: list[tuple[float, int, float, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, concurrency: int = 4) -> threading.Thread:
+        thread = threading.Thread(target=lambda: asyncio.run(self._run(concurrency)), daemon=True)
+        thread.start()
+        return thread
+
+    async def _run(self, concurrency: int) -> None:
+        async with gateway() as client:
+            async def worker() -> None:
+                while not self.stop.is_set():
+                    started = time.monotonic()
+                    response = await client.post("/v1/models/greeter/predict", json={},
+                                                 headers={"authorization": f"Bearer {self.key}"})
+                    answer = response.json().get("greeting", response.json().get("detail", ""))
+                    self.results.append((started, response.status_code, time.monotonic() - started, answer))
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def test_rollout_and_rollback_under_load_drop_nothing(alice, acme, serving, settings):
+    settings.PODIUM_DRAIN_S = 5
+    deployer = bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "one"})).status_code == 201
+    load = Load(key_for(alice, acme, ["invoke"]))
+    thread = load.start()
+    time.sleep(0.5)
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "two"})).status_code == 201
+    time.sleep(0.5)
+    assert deployer.post("/api/v1/workspaces/acme/models/greeter/rollback", {}, format="json").status_code == 200
+    time.sleep(0.5)
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "three"})).status_code == 201
+    time.sleep(0.5)
+    load.stop.set()
+    thread.join(10)
+    statuses = [status for _, status, _, _ in load.results]
+    assert len(statuses) > 50
+    assert set(statuses) == {200}, [r for r in load.results if r[1] != 200][:5]
+    answers = [answer for *_, answer in load.results]
+    assert {"one", "two", "three"} <= set(answers)
+    assert answers[-1] == "three"
+
+
+def model_server_pids(uid_base: int = 310_000, uid_count: int = 1000) -> list[int]:
+    pids = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        cmdline = proc.info["cmdline"] or []
+        uids = proc.info["uids"]
+        # The interpreter itself, not the setpriv/bwrap launchers that carry the same arguments.
+        is_server = len(cmdline) > 1 and "python" in os.path.basename(cmdline[0]) and \
+            cmdline[1].endswith("model_server.py")
+        if is_server and uids and uid_base <= uids.real < uid_base + uid_count:
+            pids.append(proc.pid)
+    return pids
+
+
+def test_a_killed_model_server_fails_fast_and_comes_back(alice, acme, serving):
+    deployer = bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "alive"})).status_code == 201
+    pids = model_server_pids()
+    assert len(pids) == 1
+    load = Load(key_for(alice, acme, ["invoke"]))
+    thread = load.start()
+    time.sleep(0.5)
+    killed_at = time.monotonic()
+    os.kill(pids[0], signal.SIGKILL)
+    # Wait for the first success after the kill, at most 10 s.
+    deadline = killed_at + 10
+    while time.monotonic() < deadline:
+        after = [r for r in load.results if r[0] > killed_at + 0.05 and r[1] == 200]
+        if after:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    load.stop.set()
+    thread.join(10)
+    failures = [r for r in load.results if r[1] != 200]
+    recovered = min((r[0] for r in load.results if r[0] > killed_at and r[1] == 200), default=None)
+    assert recovered is not None, "the model never answered again"
+    assert recovered - killed_at < 5.0, f"back after {recovered - killed_at:.1f}s"
+    assert all(status in (502, 503) for _, status, _, _ in failures), {r[1] for r in failures}
+    assert all(latency < 1.0 for _, _, latency, _ in failures), max(r[2] for r in failures)
+    assert load.results[-1][1] == 200
+    assert model_server_pids() and model_server_pids() != pids
