@@ -205,3 +205,83 @@ def test_keys_of_one_workspace_never_open_another(world):
             response = call(bearer(secret), method, world.url(name, pattern), BODIES.get((name, method)))
             assert response.status_code == 401, (name, method)
     assert ApiKey.objects.filter(workspace=world.team["owner"].workspace).count() == 1
+
+
+# Pages ------------------------------------------------------------------------------------
+
+# Object ids in page URLs, by route name -> the API route whose object it is.
+PAGE_OBJECTS = {"ws-invitation-revoke": "api-invitation", "ws-key-revoke": "api-key"}
+# Routes outside /w/<slug>/ and /api/v1/, and who may open them.
+OPEN_PAGES = {"healthz", "login", "signup", "password_reset", "password_reset_done", "password_reset_confirm",
+              "password_reset_complete", "invitation", "logout"}
+SIGNED_IN_PAGES = {"home", "workspaces", "workspace-new", "account", "password_change"}
+
+
+def all_routes() -> list[tuple[str, str, Any]]:
+    """(name, pattern, callback) for every route in the URL map, nested includes flattened."""
+    found: list[tuple[str, str, Any]] = []
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for entry in patterns:
+            if isinstance(entry, URLPattern):
+                found.append((entry.name, prefix + str(entry.pattern), entry.callback))
+            else:
+                walk(entry.url_patterns, prefix + str(entry.pattern))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def page_routes() -> list[tuple[str, str, Any]]:
+    return [(n, p, cb) for n, p, cb in all_routes() if p.startswith("w/<slug:slug>/")]
+
+
+def test_every_route_of_the_url_map_is_classified():
+    for name, pattern, callback in all_routes():
+        if pattern.startswith(API_PREFIX):
+            continue  # the API matrix above
+        if pattern.startswith("w/<slug:slug>/"):
+            assert getattr(callback, "podium_perms", None), f"{pattern} declares no permissions (workspace_page)"
+            continue
+        assert name in OPEN_PAGES | SIGNED_IN_PAGES, f"{pattern} ({name}) is not in the tenancy matrix"
+
+
+def page_cases() -> list[tuple[str, str, str]]:
+    return [(n, p, m) for n, p, cb in page_routes() for m in cb.podium_perms]
+
+
+def page_url(world: World, name: str, pattern: str, slug: str = "acme", missing_object: bool = False) -> str:
+    return world.url(PAGE_OBJECTS.get(name, name), pattern, slug=slug, missing_object=missing_object)
+
+
+def page_call(client: Any, method: str, url: str) -> Any:
+    return client.get(url) if method == "GET" else client.post(url, {})
+
+
+@pytest.mark.parametrize(("name", "pattern", "method"), page_cases())
+def test_pages_send_anonymous_visitors_to_sign_in(world, client, name, pattern, method):
+    response = page_call(client, method, page_url(world, name, pattern))
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login")
+
+
+@pytest.mark.parametrize(("name", "pattern", "method"), page_cases())
+def test_pages_answer_outsiders_like_a_missing_workspace(world, client, name, pattern, method):
+    client.force_login(world.charlie.user)
+    theirs = page_call(client, method, page_url(world, name, pattern))
+    missing = page_call(client, method, page_url(world, name, pattern, slug="no-such-ws"))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
+
+
+@pytest.mark.parametrize("role", ROLE_ORDER)
+@pytest.mark.parametrize(("name", "pattern", "method"), page_cases())
+def test_pages_follow_each_roles_permissions(world, client, role, name, pattern, method):
+    callback = next(cb for n, _, cb in page_routes() if n == name)
+    perm = callback.podium_perms[method]
+    client.force_login(world.team[role].user)
+    response = page_call(client, method, page_url(world, name, pattern))
+    if perm in ROLES[role]:
+        assert response.status_code not in (401, 403) and response.status_code < 500, (role, name, method,
+                                                                                         response.status_code)
+    else:
+        assert response.status_code == 403, (role, name, method, response.status_code)
