@@ -26,7 +26,8 @@ Exit codes: 3 when the bundle cannot be loaded (the traceback is on stderr).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
+import inspect
 import json
 import os
 import signal
@@ -58,26 +59,40 @@ class BundleError(Exception):
 
 
 def _import_entrypoint(bundle: str, entrypoint: str) -> Any:
+    """Import ``path/to/file.py:Name`` as module ``path.to.file`` (so relative imports work) and
+    return ``Name``. The bundle root is first on ``sys.path``."""
     path, _, class_name = entrypoint.partition(":")
-    if not class_name:
+    if not class_name or not path.endswith(".py"):
         raise BundleError(f"entrypoint {entrypoint!r} must look like 'model.py:ClassName'")
-    file_path = os.path.join(bundle, path)
-    if not os.path.isfile(file_path):
+    if not os.path.isfile(os.path.join(bundle, path)):
         raise BundleError(f"entrypoint file {path!r} is not in the bundle")
-    module_dir = os.path.dirname(file_path)
-    for directory in (bundle, module_dir):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-    module_name = os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(module_name, file_path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    module_name = path[: -len(".py")].replace("/", ".")
+    module = importlib.import_module(module_name)
     try:
         return getattr(module, class_name)
     except AttributeError:
         raise BundleError(f"{path} defines no class named {class_name!r}") from None
+
+
+def _truss_kwargs(bundle: str, cls: Any) -> dict[str, Any]:
+    """Truss creates its Model with the keyword arguments its __init__ accepts among config, data_dir, secrets."""
+    config: dict[str, Any] = {}
+    config_path = os.path.join(bundle, "config.yaml")
+    try:
+        import yaml  # type: ignore[import-untyped]
+
+        with open(config_path) as handle:
+            config = yaml.safe_load(handle) or {}
+    except ImportError:
+        log("config.yaml is passed as {} because PyYAML is not in the model's requirements")
+    offered = {"config": config, "data_dir": os.path.join(bundle, "data"), "secrets": {}}
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return offered
+    return {name: value for name, value in offered.items() if name in parameters}
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -109,6 +124,8 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
         raise BundleError("the bundle has no podium.json") from None
     flavor = manifest.get("flavor")
     artifact = manifest.get("artifact")
+    if bundle not in sys.path:
+        sys.path.insert(0, bundle)  # the bundle's own modules (pickles may refer to them)
     artifact_path = os.path.join(bundle, artifact) if artifact else None
     if flavor == "sklearn":
         import joblib  # type: ignore[import-not-found]
@@ -126,10 +143,11 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
         if flavor == "torchscript":
             module = torch.jit.load(artifact_path, map_location="cpu")
         else:
-            from safetensors.torch import load_file  # type: ignore[import-not-found]
+            from safetensors.torch import load_model  # type: ignore[import-not-found]
 
-            module = _import_entrypoint(bundle, manifest.get("entrypoint") or "")()
-            module.load_state_dict(load_file(artifact_path))
+            cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
+            module = cls(**(manifest.get("init_kwargs") or {}))
+            load_model(module, artifact_path)  # strict, and restores tied weights
         module.eval()
 
         def predict_torch(body: Any) -> Any:
@@ -140,7 +158,8 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
         return predict_torch
     if flavor == "custom":
         cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
-        instance = cls() if isinstance(cls, type) else cls
+        truss = os.path.isfile(os.path.join(bundle, "config.yaml"))
+        instance = cls(**(_truss_kwargs(bundle, cls) if truss else {})) if isinstance(cls, type) else cls
         if hasattr(instance, "load"):
             instance.load()
         if not callable(getattr(instance, "predict", None)):

@@ -2,8 +2,8 @@
 
 ``load_bundle`` proves that a bundle is self-sufficient: it runs a separate interpreter in isolated mode (no
 PYTHONPATH, no current directory on sys.path), with the bundle root as working directory and first on sys.path,
-and loads the model with plain joblib / torch / importlib as docs/model-bundles.md describes. It does not import
-the client or the tests: every module of the model must come from the bundle itself.
+and loads the model with ``load_predictor`` of ``sandbox/runtime/model_server.py``, the loader that runs in the
+sandbox. It does not import the client or the tests: every module of the model must come from the bundle itself.
 """
 
 from __future__ import annotations
@@ -18,42 +18,28 @@ from typing import Any
 import podium
 import pytest
 
+RUNTIME = Path(__file__).resolve().parents[2] / "sandbox" / "runtime" / "model_server.py"
+
+# Loads the bundle with the model server's own loader, the code that runs in the sandbox, imported from its
+# file so that nothing else of Podium is on sys.path.
 LOADER = r"""
-import importlib, json, os, sys
+import importlib.util, json, os, sys
 
-root, inputs = os.path.realpath(sys.argv[1]), json.loads(sys.argv[2])
+runtime, root, inputs = sys.argv[1], os.path.realpath(sys.argv[2]), json.loads(sys.argv[3])
+spec = importlib.util.spec_from_file_location("podium_model_server", runtime)
+server = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(server)
 os.chdir(root)
-sys.path.insert(0, root)
 manifest = json.load(open("podium.json"))
-
-def load_class(entrypoint):
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path[: -len(".py")].replace("/", "."))
-    assert os.path.realpath(module.__file__).startswith(root), f"{module.__name__} came from {module.__file__}"
-    return getattr(module, name)
-
-flavor = manifest["flavor"]
-if flavor == "sklearn":
-    import joblib, numpy
-    answer = joblib.load(manifest["artifact"]).predict(numpy.asarray(inputs)).tolist()
-elif flavor in ("torchscript", "torch_state"):
-    import torch
-    if flavor == "torchscript":
-        model = torch.jit.load(manifest["artifact"])
-    else:
-        from safetensors.torch import load_model
-        model = load_class(manifest["entrypoint"])(**manifest["init_kwargs"])
-        load_model(model, manifest["artifact"])
-    model.eval()
-    with torch.no_grad():
-        answer = model(torch.tensor(inputs, dtype=torch.float32)).tolist()
+predict = server.load_predictor(root)
+for name, module in list(sys.modules.items()):
+    path = os.path.realpath(getattr(module, "__file__", None) or "/")
+    if path.startswith(root) or name.startswith(("podium.", "tests")) or name in ("podium", "pytest"):
+        assert path.startswith(root), f"the model imported {name} from {path}"
+if manifest["flavor"] == "custom":
+    answer = predict(inputs)
 else:
-    cls = load_class(manifest["entrypoint"])
-    model = cls(data_dir=os.path.join(root, "data")) if manifest["entrypoint"] == "model/model.py:Model" else cls()
-    model.load()
-    answer = model.predict(inputs)
-leaked = sorted(m for m in sys.modules if m == "podium" or m.startswith("podium.") or m == "pytest")
-assert not leaked, f"the model imported {leaked}"
+    answer = predict({"inputs": inputs})["predictions"]
 print(json.dumps(answer))
 """
 
@@ -62,7 +48,7 @@ print(json.dumps(answer))
 def load_bundle() -> Callable[[Path, Any], Any]:
     def run(root: Path, inputs: Any) -> Any:
         result = subprocess.run(
-            [sys.executable, "-I", "-c", LOADER, str(root), json.dumps(inputs)],
+            [sys.executable, "-I", "-c", LOADER, str(RUNTIME), str(root), json.dumps(inputs)],
             capture_output=True, text=True, timeout=120, cwd="/",
         )
         assert result.returncode == 0, result.stderr
