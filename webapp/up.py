@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -55,54 +56,29 @@ from webapp.lib.env import envint, envstr
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process: a name for its output prefix, an argv with ``{placeholders}`` from :func:`context`."""
+    """One process: a name for its output prefix, and a command line split like a shell would (no shell runs it)
+    whose ``{placeholders}`` are filled per word from :func:`context`."""
 
     name: str
-    argv: tuple[str, ...]
+    command: str
 
 
 # The processes `make up` runs, in start order. Placeholders: {python}, {host}, {port}, {var}, {url}.
+# fmt: off
 PROCESSES: tuple[ProcessSpec, ...] = (
-    ProcessSpec(
-        "web",
-        (
-            "{python}",
-            "-m",
-            "uvicorn",
-            "webapp.asgi:application",
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "--timeout-graceful-shutdown",
-            "5",
-        ),
-    ),
-    ProcessSpec("worker", ("{python}", "-m", "celery", "-A", "workers", "worker", "-l", "info", "--concurrency", "2")),
-    ProcessSpec(
-        "beat",
-        (
-            "{python}",
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "beat",
-            "-l",
-            "info",
-            "-S",
-            "django_celery_beat.schedulers:DatabaseScheduler",
-        ),
-    ),
+    ProcessSpec("web", "{python} -m uvicorn webapp.asgi:application --host {host} --port {port} "
+                       "--timeout-graceful-shutdown 5"),
+    ProcessSpec("worker", "{python} -m celery -A workers worker -l info --concurrency 2"),
+    ProcessSpec("beat", "{python} -m celery -A workers beat -l info "
+                        "-S django_celery_beat.schedulers:DatabaseScheduler"),
 )
 
+# Run in order before the processes start; each must exit 0.
 STEPS: tuple[ProcessSpec, ...] = (
-    ProcessSpec("migrate", ("{python}", "manage.py", "migrate", "--noinput")),
-    ProcessSpec(
-        "bootstrap",
-        ("{python}", "manage.py", "bootstrap_demo", "--url", "{url}", "--output", "{var}/demo.json"),
-    ),
+    ProcessSpec("migrate", "{python} manage.py migrate --noinput"),
+    ProcessSpec("bootstrap", "{python} manage.py bootstrap_demo --url {url} --output {var}/demo.json"),
 )
+# fmt: on
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - recognising a wildcard bind, not binding one
@@ -118,11 +94,11 @@ class Interrupted(Exception):  # noqa: N818 - a request, not an error
 
 
 def expand(spec: ProcessSpec, ctx: Mapping[str, str]) -> list[str]:
-    """``spec.argv`` with placeholders filled; an unknown placeholder is an error, never left in."""
+    """``spec``'s argv with placeholders filled; an unknown placeholder is an error, never left in."""
     try:
-        return [arg.format_map(ctx) for arg in spec.argv]
+        return [word.format_map(ctx) for word in shlex.split(spec.command)]
     except KeyError as exc:
-        raise UpError(f"{spec.name}: unknown placeholder {exc} in its argv; known: {sorted(ctx)}") from None
+        raise UpError(f"{spec.name}: unknown placeholder {exc} in its command; known: {sorted(ctx)}") from None
 
 
 def _url_host(host: str) -> str:
