@@ -182,7 +182,7 @@ def test_it_prints_the_url_login_and_api_key_once_healthy(first_run: FirstRun) -
 def test_it_prefixes_each_processes_output_with_its_name(first_run: FirstRun) -> None:
     prefixes = {line.split("|", 1)[0].strip() for line in first_run.run.output().splitlines() if "|" in line}
 
-    assert {"up", "migrate", "bootstrap", "web", "worker", "beat"} <= prefixes
+    assert {"up", "migrate", "bootstrap", "sandbox", "web", "worker", "beat"} <= prefixes
 
 
 def test_sigint_stops_every_process_it_started(first_run: FirstRun) -> None:

@@ -3,8 +3,8 @@
 Terms used here:
 
 - *step*: a command that must exit 0 before the processes start (:data:`STEPS`: migrate, bootstrap_demo).
-- *process*: a long-running child from :data:`PROCESSES`, the one table of what ``make up`` runs. Adding one
-  (the sandbox supervisor, say) is one line there.
+- *process*: a long-running child from :data:`PROCESSES`, the one table of what ``make up`` runs (the sandbox
+  supervisor, web, worker, beat). Adding one is one line there.
 
 What happens, in order:
 
@@ -66,6 +66,7 @@ class ProcessSpec:
 # The processes `make up` runs, in start order. Placeholders: {python}, {host}, {port}, {var}, {url}.
 # fmt: off
 PROCESSES: tuple[ProcessSpec, ...] = (
+    ProcessSpec("sandbox", "{python} -m sandbox.supervisor"),
     ProcessSpec("web", "{python} -m uvicorn webapp.asgi:application --host {host} --port {port} "
                        "--timeout-graceful-shutdown 5"),
     ProcessSpec("worker", "{python} -m celery -A workers worker -l info --concurrency 2"),
