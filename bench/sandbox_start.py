@@ -85,13 +85,8 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     var = Path(tempfile.mkdtemp(prefix="podium-bench-", dir="/tmp"))
     var.chmod(0o755)
-    config = SandboxConfig(var_dir=var, uid_base=290_000, uid_count=100)
-    env = {
-        **os.environ,
-        "PODIUM_VAR_DIR": str(var),
-        "PODIUM_SANDBOX_UID_BASE": "290000",
-        "PODIUM_SANDBOX_UID_COUNT": "100",
-    }
+    config = SandboxConfig(var_dir=var, uid_count=100)
+    env = {**os.environ, "PODIUM_VAR_DIR": str(var), "PODIUM_SANDBOX_UID_COUNT": "100"}
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "sandbox.supervisor"],
         env=env,

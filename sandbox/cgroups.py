@@ -185,6 +185,12 @@ class Cgroups:
                 gone = False
         return gone
 
+    def remove_instance(self) -> None:
+        """Remove this instance's (empty) parent cgroups, when it shuts down."""
+        for root in self.controllers.values():
+            with contextlib.suppress(OSError):
+                (root / self.relative).rmdir()
+
     def leaves(self) -> list[str]:
         """Names of the leaves that exist now (left over after a crash, say)."""
         names: set[str] = set()

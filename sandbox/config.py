@@ -43,7 +43,7 @@ class SandboxConfig:
     """
 
     var_dir: Path
-    uid_base: int = 200_000
+    uid_base: int | None = None  # None: claim a free block (see sandbox.supervisor.claim_uids)
     uid_count: int = 10_000
     bwrap: str = "bwrap"
     setpriv: str = "setpriv"
@@ -74,7 +74,7 @@ class SandboxConfig:
         var_dir = Path(_str("PODIUM_VAR_DIR", str(REPO_ROOT / "var"))).resolve()
         return cls(
             var_dir=var_dir,
-            uid_base=_int("PODIUM_SANDBOX_UID_BASE", 200_000),
+            uid_base=_int("PODIUM_SANDBOX_UID_BASE", 0) or None,
             uid_count=_int("PODIUM_SANDBOX_UID_COUNT", 10_000),
             bwrap=_str("PODIUM_BWRAP", "bwrap"),
             setpriv=_str("PODIUM_SETPRIV", "setpriv"),

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import logging
 import os
@@ -148,14 +149,54 @@ def _enter_sandbox_cgroup(procs_files: list[str], limits: list[tuple[int, int, i
     os.umask(0o022)
 
 
-def check_bwrap(config: SandboxConfig) -> tuple[bool, str]:
+UID_BLOCKS_FROM = 200_000
+UID_LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")  # noqa: S108
+
+
+@dataclass(frozen=True)
+class UidRange:
+    """The sandbox uids this supervisor owns; the last one is kept for self-checks."""
+
+    base: int
+    count: int
+    lock: Any  # the open, flock-ed lock file; held for the supervisor's life
+
+    @property
+    def usable(self) -> range:
+        return range(self.base, self.base + self.count - 1)
+
+    @property
+    def check_uid(self) -> int:
+        return self.base + self.count - 1
+
+
+def claim_uids(config: SandboxConfig) -> UidRange:
+    """Claim a block of uids no other supervisor on this host uses, with a
+    host-wide lock per block, so two installations never share sandbox uids."""
+    bases = [config.uid_base] if config.uid_base else [UID_BLOCKS_FROM + k * config.uid_count for k in range(400)]
+    for base in bases:
+        handle = open(UID_LOCK_DIR / f"podium-sandbox-uids-{base}-{config.uid_count}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return UidRange(base=base, count=config.uid_count, lock=handle)
+    if config.uid_base:
+        raise SystemExit(
+            f"sandbox uids {config.uid_base}-{config.uid_base + config.uid_count - 1} are used by "
+            "another sandbox supervisor on this host; unset PODIUM_SANDBOX_UID_BASE to pick a free block"
+        )
+    raise SystemExit("no free block of sandbox uids is left on this host")
+
+
+def check_bwrap(config: SandboxConfig, uid: int) -> tuple[bool, str]:
     """Run a real (tiny) sandbox as an unprivileged uid; say what went wrong."""
     bwrap = shutil.which(config.bwrap)
     if bwrap is None:
         return False, f"bubblewrap ({config.bwrap}) is not installed: install the bubblewrap package"
     if shutil.which(config.setpriv) is None:
         return False, f"setpriv ({config.setpriv}) is not installed: install util-linux"
-    uid = config.uid_base + config.uid_count
     args = [
         config.setpriv,
         f"--reuid={uid}",
@@ -396,7 +437,8 @@ class Supervisor:
         if len(str(longest)) > 107:
             raise SystemExit(f"PODIUM_VAR_DIR is too long for unix socket paths ({longest})")
         _become_subreaper()
-        self.bwrap_ok, self.bwrap_message = check_bwrap(self.config)
+        self.uids = claim_uids(self.config)
+        self.bwrap_ok, self.bwrap_message = check_bwrap(self.config, self.uids.check_uid)
         (log.info if self.bwrap_ok else log.error)("bubblewrap: %s", self.bwrap_message)
         self._sweep()
 
@@ -477,6 +519,7 @@ class Supervisor:
             await asyncio.wait(waiters, timeout=10)
         with contextlib.suppress(FileNotFoundError):
             self.config.socket_path.unlink()
+        self.cgroups.remove_instance()
 
     # persistence and logs
 
@@ -587,7 +630,7 @@ class Supervisor:
 
     def _free_uid(self) -> int:
         used = {r.uid for s in self.sandboxes.values() for r in s.replicas if r.uid is not None}
-        for uid in range(self.config.uid_base, self.config.uid_base + self.config.uid_count):
+        for uid in self.uids.usable:
             if uid not in used:
                 return uid
         raise ResourceUnavailable(f"all {self.config.uid_count} sandbox uids are in use")
@@ -839,6 +882,7 @@ class Supervisor:
             "cgroups": self.cgroups.describe(),
             "running": live,
             "pid": os.getpid(),
+            "uids": [self.uids.base, self.uids.base + self.uids.count],
         }
 
     async def op_list(self) -> list[dict[str, Any]]:
@@ -913,7 +957,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config = SandboxConfig.from_env()
     if args.check:
-        ok, message = check_bwrap(config)
+        ok, message = check_bwrap(config, claim_uids(config).check_uid)
         print(message)
         raise SystemExit(0 if ok else 1)
     asyncio.run(Supervisor(config).serve())

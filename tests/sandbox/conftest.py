@@ -44,18 +44,18 @@ def sandbox_var() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def sandbox_config(sandbox_var: Path) -> SandboxConfig:
-    return SandboxConfig(var_dir=sandbox_var, uid_base=300_000, uid_count=1000)
+    return SandboxConfig(var_dir=sandbox_var, uid_count=1000)
 
 
 def start_supervisor(config: SandboxConfig, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PODIUM_VAR_DIR": str(config.var_dir),
-        "PODIUM_SANDBOX_UID_BASE": str(config.uid_base),
         "PODIUM_SANDBOX_UID_COUNT": str(config.uid_count),
         "PODIUM_TEST_CANARY": "host-secret-canary",
         **(extra_env or {}),
     }
+    env.pop("PODIUM_SANDBOX_UID_BASE", None)  # each test supervisor claims a free block of uids
     log = open(config.var_dir / "supervisor.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "sandbox.supervisor"], cwd=REPO, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 20

@@ -21,6 +21,7 @@ from sandbox_helpers import run
 from sandbox import Limits, Resources, SandboxSpec, State
 from sandbox.config import SandboxConfig
 from sandbox.executors.local import LocalExecutor
+from sandbox.protocol import Client
 
 pytestmark = pytest.mark.slow
 
@@ -340,7 +341,7 @@ def test_nothing_one_run_leaves_behind_is_visible_to_the_next(
     assert not list((sandbox_config.root / "run").iterdir())
     with open("/proc/self/mounts") as mounts:
         assert str(sandbox_config.root) not in mounts.read()
-    uids = range(sandbox_config.uid_base, sandbox_config.uid_base + sandbox_config.uid_count)
+    uids = range(*Client(sandbox_config.socket_path).call("ping")["uids"])
     deadline = time.monotonic() + 5  # adopted orphans are reaped every 0.5 s
     while stragglers := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) in uids]:
         assert time.monotonic() < deadline, stragglers

@@ -57,7 +57,7 @@ def needs_sandboxes() -> None:
 
 def test_it_fails_closed_when_bubblewrap_is_missing(own_var: Path) -> None:
     needs_sandboxes()
-    config = SandboxConfig(var_dir=own_var, uid_base=310_000, uid_count=100)
+    config = SandboxConfig(var_dir=own_var, uid_count=100)
     proc = start_supervisor(config, {"PODIUM_BWRAP": "/nonexistent/bwrap"})
     try:
         executor = LocalExecutor(config=config)
@@ -92,7 +92,7 @@ def test_it_refuses_code_that_sandbox_users_cannot_read(local_executor: LocalExe
 
 def test_a_supervisor_restart_brings_servers_back_and_fails_interrupted_runs(own_var: Path) -> None:
     needs_sandboxes()
-    config = SandboxConfig(var_dir=own_var, uid_base=320_000, uid_count=100)
+    config = SandboxConfig(var_dir=own_var, uid_count=100)
     proc = start_supervisor(config)
     executor = LocalExecutor(config=config)
     try:
@@ -103,6 +103,10 @@ def test_a_supervisor_restart_brings_servers_back_and_fails_interrupted_runs(own
             SandboxSpec(workspace="acme", name="job", purpose="oneshot", command=["/bin/sh", "-c", "sleep 60"])
         )
         assert executor.wait(server, 10, until=frozenset({State.RUNNING})).state == State.RUNNING
+        deadline = time.monotonic() + 10
+        while "up" not in [line.text for line in executor.logs(server)]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
         proc.wait()
         proc = start_supervisor(config)
@@ -110,7 +114,10 @@ def test_a_supervisor_restart_brings_servers_back_and_fails_interrupted_runs(own
         assert status.state == State.RUNNING
         interrupted = executor.poll(job)
         assert interrupted.state == State.FAILED and "supervisor restarted" in (interrupted.reason or "")
-        assert [line.text for line in executor.logs(server) if line.stream == "stdout"] == ["up", "up"]
+        deadline = time.monotonic() + 10
+        while [line.text for line in executor.logs(server) if line.stream == "stdout"] != ["up", "up"]:
+            assert time.monotonic() < deadline, list(executor.logs(server))
+            time.sleep(0.02)
         executor.stop(server, grace_s=0.5)
         assert sorted(p.name for p in (config.root / "run").iterdir()) == []
     finally:
@@ -143,7 +150,7 @@ def test_gpu_allocation_names_what_was_asked_and_what_exists(tmp_path: Path) -> 
 def test_a_sandbox_gets_exactly_the_gpus_it_asked_for(own_var: Path) -> None:
     needs_sandboxes()
     dev = fake_gpus(own_var / "dev", 3)  # stand-ins for /dev/nvidia*: bound in the same way
-    config = SandboxConfig(var_dir=own_var, uid_base=330_000, uid_count=100, dev_dir=dev)
+    config = SandboxConfig(var_dir=own_var, uid_count=100, dev_dir=dev)
     proc = start_supervisor(config, {"PODIUM_SANDBOX_DEV_DIR": str(dev)})
     try:
         executor = LocalExecutor(config=config)
