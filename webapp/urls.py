@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("webapp.workspaces.api_urls")),
     path("accounts/", include("webapp.accounts.urls")),
     path("", include("webapp.workspaces.urls")),
+    path("", include("webapp.serving.urls")),
 ]
 
 handler404 = "webapp.core.views.not_found"

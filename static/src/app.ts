@@ -6,6 +6,7 @@ import "./styles/app.css";
 import { initClipboard } from "./clipboard";
 import { initConfirmations } from "./confirm";
 import { startLiveUpdates } from "./live";
+import { initModelPages } from "./models";
 import { initDropdowns, initMessages } from "./ui";
 
 function main(): void {
@@ -16,6 +17,7 @@ function main(): void {
   const slug = document.body.dataset.workspace;
   if (slug) {
     startLiveUpdates(slug);
+    initModelPages();
   }
 }
 

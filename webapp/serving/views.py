@@ -53,6 +53,7 @@ MODEL_FRAGMENTS = {
     "forms": "serving/_forms.html",
     "metrics": "serving/_metrics.html",
     "calls": "serving/_calls.html",
+    "log-versions": "serving/_log_versions.html",
 }
 
 
@@ -82,12 +83,23 @@ def _model_rows(access: Access) -> QuerySet[Model]:
 
 @workspace_page(GET="models.read")
 def model_list(request: HttpRequest, access: Access) -> HttpResponse:
-    models = list(_model_rows(access))
-    for model in models:
-        model.production_routes = list(model.production[0].routes.all()) if model.production else []
-    context = {"models": models, "podium_url": settings.PODIUM_URL}
+    rows = [ModelRow(model, _production_routes(model)) for model in _model_rows(access)]
+    context = {"models": rows, "podium_url": settings.PODIUM_URL}
     return page(request, access, "serving/list.html", context, tab="models",
                 fragments={"models": "serving/_model_table.html"})
+
+
+@dataclass
+class ModelRow:
+    """A line of the model list: the model (annotated by :func:`_model_rows`) and its production routes."""
+
+    model: Model
+    production_routes: list[AliasRoute]
+
+
+def _production_routes(model: Model) -> list[AliasRoute]:
+    production: list[Alias] = model.__dict__.get("production", [])
+    return list(production[0].routes.all()) if production else []
 
 
 # A model's page ---------------------------------------------------------------------
@@ -106,11 +118,41 @@ class AliasView:
 
 
 @dataclass
+class VersionRow:
+    """A version as the pages show it: its steps with timings, the aliases routing to it, what can be done."""
+
+    version: ModelVersion
+    steps: list[dict[str, Any]]
+    routed_by: list[tuple[str, int]] = field(default_factory=list)
+    split_weight: int | str = ""
+
+    @property
+    def in_progress(self) -> bool:
+        return self.version.status in RUNNING
+
+    @property
+    def progress(self) -> str:
+        """One short line for the steps: the step running or failed, else the time they took."""
+        for step in self.steps:
+            if step["status"] == "failed":
+                return f"{step['label']} failed"
+            if step["status"] == "running":
+                return f"{step['label']}…"
+        if self.steps and all(step["status"] == "done" for step in self.steps):
+            return f"{sum(step['seconds'] or 0 for step in self.steps):.1f} s"
+        return "Waiting" if self.in_progress else ""
+
+    @property
+    def can_stop(self) -> bool:
+        return self.version.status == "ready" and not self.routed_by
+
+
+@dataclass
 class ModelPage:
     model: Model
-    versions: list[ModelVersion]
+    versions: list[VersionRow]
     aliases: list[AliasView]
-    ready: list[ModelVersion] = field(default_factory=list)
+    ready: list[VersionRow] = field(default_factory=list)
 
 
 def _alias_views(model: Model) -> list[AliasView]:
@@ -158,13 +200,9 @@ def _model_page(model: Model) -> ModelPage:
     for alias in aliases:
         for route in alias.routes:
             routed.setdefault(route.version_id, []).append((alias.name, route.weight))
-    versions = list(ModelVersion.objects.filter(model=model).select_related("created_by"))
-    for version in versions:
-        version.step_rows = _step_rows(version)
-        version.routed_by = routed.get(version.pk, [])
-        version.can_stop = version.status == "ready" and not version.routed_by
-        version.in_progress = version.status in RUNNING
-    ready = [v for v in versions if v.status == "ready"]
+    versions = [VersionRow(v, _step_rows(v), routed.get(v.pk, []))
+                for v in ModelVersion.objects.filter(model=model).select_related("created_by")]
+    ready = [row for row in versions if row.version.status == "ready"]
     return ModelPage(model, versions, aliases, ready)
 
 
@@ -183,7 +221,7 @@ def _metrics(model: Model, minutes: int = METRICS_MINUTES) -> dict[str, Any]:
         if i is None:
             continue
         entry = series.setdefault(number, {
-            "number": number, "label": f"v{number}" if number is not None else "not routed",
+            "number": number, "label": f"v{number}" if number is not None else "no version",
             **{key: [0] * minutes for key in ("requests", "errors")},
             **{key: [None] * minutes for key in ("error_rate", "p50", "p95", "p99")},
         })
@@ -194,6 +232,8 @@ def _metrics(model: Model, minutes: int = METRICS_MINUTES) -> dict[str, Any]:
     for entry in ordered:
         entry["total"] = sum(entry["requests"])
         entry["total_errors"] = sum(entry["errors"])
+        last = max((i for i, value in enumerate(entry["p50"]) if value is not None), default=None)
+        entry["latest"] = {key: entry[key][last] for key in ("p50", "p95", "p99")} if last is not None else None
     return {"minutes": [int(slot.timestamp()) for slot in slots], "versions": ordered}
 
 
@@ -207,9 +247,16 @@ def _model_context(access: Access, model: Model, **extra: Any) -> dict[str, Any]
     data = _model_page(model)
     production = next((a for a in data.aliases if a.name == actions.PRODUCTION), None)
     serving = production.routes[0].version if production and production.routes else None
-    newest = data.versions[0] if data.versions else None
+    newest = data.versions[0].version if data.versions else None
     logs_version = serving or newest
     metrics = _metrics(model)
+    posted = extra.get("posted", {})
+    weights = {r.version_id: r.weight for r in production.routes} if production else {}
+    for row in data.ready:
+        if posted.get("form") == "split":
+            row.split_weight = posted.get(f"weight-{row.version.number}", "")
+        else:
+            row.split_weight = weights.get(row.version.pk, "")
     return {
         "model": model,
         "versions": data.versions,
@@ -432,16 +479,17 @@ def _version(access: Access, name: str, number: int) -> ModelVersion:
 def version_detail(request: HttpRequest, access: Access, name: str, number: int) -> HttpResponse:
     version = _version(access, name, number)
     routes = list(AliasRoute.objects.filter(version=version).select_related("alias").order_by("alias__name"))
-    version.step_rows = _step_rows(version)
-    version.in_progress = version.status in RUNNING
-    version.can_stop = version.status == "ready" and not routes
+    row = VersionRow(version, _step_rows(version), [(r.alias.name, r.weight) for r in routes])
     context = {
         "model": version.model,
         "version": version,
+        "row": row,
         "routes": routes,
         "endpoint": endpoint_url(name, number),
         "requirements": [line for line in version.requirements.splitlines() if line.strip()],
-        "failed_row": next((s for s in version.step_rows if s["name"] == version.failed_step), None),
+        "log_source": "build" if version.status in ("queued", "building") or version.failed_step == "environment"
+        else "runtime",
+        "failed_row": next((s for s in row.steps if s["name"] == version.failed_step), None),
     }
     return page(request, access, "serving/version.html", context, tab="models",
                 fragments={"version": "serving/_version_state.html"})
