@@ -172,7 +172,6 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
     from playwright.sync_api import expect, sync_playwright
 
     shot = artifacts
-    assert upload(deployer, "greeter", greeter("one")).status_code == 201
     cookie = session_cookie(alice, serving_server)
     errors: list[str] = []
 
@@ -186,31 +185,43 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-            # The list shows the model serving v1; its page shows the endpoint and v1 in production.
+            # With no model yet, the list shows how to deploy one to this server.
             page.goto("/w/acme/models")
+            expect(page.get_by_test_id("deploy-howto")).to_contain_text(f'podium.login("{serving_server}"')
+            page.wait_for_selector("body[data-live=connected]", state="attached")
+            page.evaluate("window.podiumTestMarker = 'not reloaded'")
+            shot(page, "01-no-models-yet")
+
+            # v1 is uploaded through the API: the open list shows it, and then ready, without a reload.
+            thread, results = in_thread(lambda: upload(deployer, "greeter", greeter("one")))
             row = page.locator('[data-testid=models-table] tr[data-model="greeter"]')
-            expect(row.locator('[data-status="ready"]')).to_be_visible()
-            shot(page, "01-model-list")
+            expect(row.locator('[data-status="ready"]')).to_be_visible(timeout=60_000)
+            thread.join(timeout=60)
+            assert results and getattr(results[0], "status_code", None) == 201, results
+            assert page.evaluate("window.podiumTestMarker") == "not reloaded"
+            page.reload()
+            expect(row.get_by_role("cell").nth(1)).to_have_text("v1")
+            shot(page, "02-model-list")
             row.get_by_role("link", name="greeter").click()
             expect(page.get_by_test_id("endpoint-url")).to_have_value(f"{serving_server}/v1/models/greeter/predict")
             page.wait_for_selector("body[data-live=connected]", state="attached")
             page.evaluate("window.podiumTestMarker = 'not reloaded'")
             expect(page.locator('[data-alias="production"] .route-seg')).to_have_text("v1 · 100%")
-            shot(page, "02-model-page")
+            shot(page, "03-model-page")
 
             # v2 is uploaded while the page is open: it appears, deploys and takes production live.
             thread, results = in_thread(lambda: upload(deployer, "greeter", greeter("two", delay=1.5)))
             v2 = page.locator('[data-testid=versions-table] tr[data-version="2"]')
             expect(v2).to_be_visible()
             expect(v2.locator(".status")).not_to_have_text("ready")
-            shot(page, "03-v2-deploying")
+            shot(page, "04-v2-deploying")
             expect(v2).to_have_attribute("data-version-status", "ready", timeout=60_000)
             expect(page.locator('[data-alias="production"] .route-seg')).to_have_text("v2 · 100%")
             expect(v2.locator(".step-done")).to_have_count(3)
             thread.join(timeout=60)
             assert results and getattr(results[0], "status_code", None) == 201, results
             assert page.evaluate("window.podiumTestMarker") == "not reloaded"
-            shot(page, "04-v2-ready-live")
+            shot(page, "05-v2-ready-live")
 
             # Try it: the answer comes from v2 through production.
             page.get_by_label("Request body (JSON)").fill('{"question": "who?"}')
@@ -220,7 +231,7 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
             assert json.loads(answer.text_content() or "") == {"greeting": "two", "you_sent": {"question": "who?"}}
             expect(page.locator("[data-try-status]")).to_have_text("200")
             expect(page.locator("[data-try-version]")).to_have_text("v2 · production")
-            shot(page, "05-try-it")
+            shot(page, "06-try-it")
 
             # The call shows up in recent calls and on the charts without a reload.
             calls = page.get_by_test_id("calls-table")
@@ -229,7 +240,7 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
             expect(calls.locator("tr[data-call] .http-2xx")).to_have_text("200")
             expect(page.locator('[data-metric-version="v2"] canvas')).to_have_count(3)
             assert page.evaluate("window.podiumTestMarker") == "not reloaded"
-            shot(page, "06-recent-calls-and-charts")
+            shot(page, "07-recent-calls-and-charts")
 
             # The log panel showed the version serving when the page opened; v2 is picked from the list.
             logs = page.locator("#logs [data-logs-lines]")
@@ -237,7 +248,7 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
             page.locator("#logs-version").select_option("2")
             expect(logs).to_contain_text("loaded greeting 'two'")
             expect(logs).not_to_contain_text("loaded greeting 'one'")
-            shot(page, "07-live-logs")
+            shot(page, "08-live-logs")
 
             # The version page: finished steps with timings and the live runtime log.
             page.goto("/w/acme/models/greeter/versions/2")
@@ -247,7 +258,7 @@ def test_a_deploy_shows_live_and_try_it_answers_on_the_model_page(
             expect(page.locator("[data-logs]")).to_have_attribute("data-source", "build")
             page.get_by_role("tab", name="Runtime").click()
             expect(page.locator("[data-logs-lines]")).to_contain_text("loaded greeting 'two'")
-            shot(page, "08-version-page")
+            shot(page, "09-version-page")
         finally:
             browser.close()
     assert not errors, f"script errors on the page: {errors}"
