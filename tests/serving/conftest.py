@@ -23,6 +23,8 @@ from tests.sandbox.conftest import sandboxes_possible, start_supervisor, stop_su
 from webapp.asgi import application
 from webapp.serving import recorder, routing
 
+SUPERVISOR: dict[str, int] = {}
+
 
 @pytest.fixture(scope="session")
 def serving_var() -> Iterator[Path]:
@@ -33,6 +35,7 @@ def serving_var() -> Iterator[Path]:
     path.chmod(0o755)
     config = SandboxConfig(var_dir=path, uid_base=310_000, uid_count=1000)
     proc = start_supervisor(config)
+    SUPERVISOR["pid"] = proc.pid
     previous = os.environ.get("PODIUM_VAR_DIR")
     os.environ["PODIUM_VAR_DIR"] = str(path)
     os.environ["PODIUM_SANDBOX_UID_BASE"] = "310000"

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import bearer, key_for
-from tests.serving.conftest import custom_bundle, gateway
+from tests.serving.conftest import SUPERVISOR, custom_bundle, gateway
 from tests.serving.test_deploy import ECHO, upload
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -42,6 +42,9 @@ class Load:
                                                  headers={"authorization": f"Bearer {self.key}"})
                     answer = response.json().get("greeting", response.json().get("detail", ""))
                     self.results.append((started, response.status_code, time.monotonic() - started, answer))
+                    # An in-process ASGI call may complete without ever yielding to the event loop; a real
+                    # client waits on its socket. Yield here so the gateway's own tasks get to run.
+                    await asyncio.sleep(0)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -69,15 +72,17 @@ def test_rollout_and_rollback_under_load_drop_nothing(alice, acme, serving, sett
     assert answers[-1] == "three"
 
 
-def model_server_pids(uid_base: int = 310_000, uid_count: int = 1000) -> list[int]:
+def model_server_pids() -> list[int]:
+    """The model server interpreters started by this suite's supervisor (not the setpriv/bwrap launchers
+    that carry the same arguments)."""
+    supervisor = psutil.Process(SUPERVISOR["pid"])
     pids = []
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        cmdline = proc.info["cmdline"] or []
-        uids = proc.info["uids"]
-        # The interpreter itself, not the setpriv/bwrap launchers that carry the same arguments.
-        is_server = len(cmdline) > 1 and "python" in os.path.basename(cmdline[0]) and \
-            cmdline[1].endswith("model_server.py")
-        if is_server and uids and uid_base <= uids.real < uid_base + uid_count:
+    for proc in supervisor.children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if len(cmdline) > 1 and "python" in os.path.basename(cmdline[0]) and cmdline[1].endswith("model_server.py"):
             pids.append(proc.pid)
     return pids
 

@@ -22,16 +22,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import prometheus_client
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
 
 from webapp.serving import recorder, routing
-from webapp.workspaces.access import Access
-from webapp.workspaces.auth import bearer_token, resolve_key
-from webapp.workspaces.models import ApiKey, Membership
+from webapp.serving.upstream import Upstream, UpstreamError
+from webapp.workspaces import key_cache
+from webapp.workspaces.auth import bearer_token
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -61,27 +60,27 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
 
-def _authenticate(header: str) -> tuple[ApiKey, Access]:
+async def _authenticate(header: str) -> key_cache.Principal:
     token = bearer_token(header) if header else None
     if token is None:
         raise GatewayError(401, "Send an API key with the invoke scope as 'Authorization: Bearer pod_...'.")
-    try:
-        api_key = resolve_key(token)
-    except AuthenticationFailed as exc:
-        raise GatewayError(401, str(exc.detail)) from None
-    membership = Membership.objects.filter(workspace_id=api_key.workspace_id, user_id=api_key.created_by_id).first()
-    if membership is None:
-        raise GatewayError(401, "This API key's owner is no longer a member of its workspace.")
-    access = Access.build(api_key.workspace, membership, api_key)
-    if not access.can("models.invoke"):
+    principal = key_cache.peek(token)
+    if principal is None:
+        try:
+            principal = await sync_to_async(key_cache.lookup, thread_sensitive=False)(token)
+        except AuthenticationFailed as exc:
+            raise GatewayError(401, str(exc.detail)) from None
+    if "models.invoke" not in principal.perms:
         raise GatewayError(403, "This API key cannot call models: use a key with the 'invoke' scope.")
-    return api_key, access
+    return principal
 
 
 class Gateway:
     def __init__(self, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.fallback = fallback
-        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.upstream = Upstream()
+        self.refreshing: set[tuple[int, str, str | None, int | None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -141,19 +140,26 @@ class Gateway:
                                     "/v1/models/<name>/versions/<n>/predict or /v1/models/<name>/aliases/<a>/predict.")
         if scope["method"] != "POST":
             raise GatewayError(405, "Use POST with a JSON body.", {"allow": "POST"})
-        api_key, access = await sync_to_async(_authenticate, thread_sensitive=False)(headers.get("authorization", ""))
-        context.update(workspace_id=access.workspace.pk, api_key_id=api_key.pk)
+        if not key_cache.listening():
+            listener = asyncio.get_running_loop().create_task(key_cache.listen_forever())
+            self.tasks.add(listener)
+            listener.add_done_callback(self.tasks.discard)
+        principal = await _authenticate(headers.get("authorization", ""))
+        context.update(workspace_id=principal.workspace_id, api_key_id=principal.api_key_id)
         if headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise GatewayError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
         body = await self._read_body(receive, headers)
         context["request_bytes"] = len(body)
         number = int(match["number"]) if match["number"] else None
-        try:
-            route = await sync_to_async(routing.resolve, thread_sensitive=False)(
-                access.workspace.pk, match["name"], match["alias"], number
-            )
-        except routing.NotFound as exc:
-            raise GatewayError(404, str(exc)) from None
+        route_args = (principal.workspace_id, match["name"], match["alias"], number)
+        route, fresh = routing.peek(*route_args)
+        if route is None:
+            try:
+                route = await sync_to_async(routing.resolve, thread_sensitive=False)(*route_args)
+            except routing.NotFound as exc:
+                raise GatewayError(404, str(exc)) from None
+        elif not fresh:
+            self._refresh_in_background(route_args)
         context.update(model_id=route.model_id, model_name=route.model_name, alias=route.alias)
         target = route.pick()
         if target is None:
@@ -164,6 +170,24 @@ class Gateway:
         assert address is not None
         status, answer = await self._forward(address, body, context)
         return status, answer, {"x-podium-model-version": str(target.number)}
+
+    def _refresh_in_background(self, route_args: tuple[int, str, str | None, int | None]) -> None:
+        """Refresh a stale route once (single flight) without making any call wait for it."""
+        if route_args in self.refreshing:
+            return
+        self.refreshing.add(route_args)
+
+        async def refresh() -> None:
+            try:
+                await sync_to_async(routing.resolve, thread_sensitive=False)(*route_args)
+            except routing.NotFound:
+                routing.invalidate(route_args[0], route_args[1])
+            finally:
+                self.refreshing.discard(route_args)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self.tasks.add(task)  # the loop keeps only a weak reference to tasks
+        task.add_done_callback(self.tasks.discard)
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         limit = settings.PODIUM_MAX_REQUEST_BYTES
@@ -181,32 +205,18 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    def _client(self, address: str) -> httpx.AsyncClient:
-        key = f"{id(asyncio.get_running_loop())}|{address}"
-        client = self.clients.get(key)
-        if client is None:
-            timeout = httpx.Timeout(settings.PODIUM_PREDICT_TIMEOUT_S, connect=2.0)
-            if address.startswith("unix:"):
-                client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=address[5:]),
-                                           base_url="http://model", timeout=timeout)
-            else:
-                client = httpx.AsyncClient(base_url=address, timeout=timeout)
-            self.clients[key] = client
-        return client
-
     async def _forward(self, address: str, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+        timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
-            response = await self._client(address).post(
-                "/predict", content=body, headers={"content-type": "application/json"}
-            )
-        except httpx.TimeoutException:
+            status, answer = await self.upstream.post(address, "/predict", body, timeout)
+        except TimeoutError:
             context["error"] = "timeout"
-            raise GatewayError(504, f"The model did not answer within {settings.PODIUM_PREDICT_TIMEOUT_S} s.") from None
-        except httpx.TransportError as exc:
-            context["error"] = f"{type(exc).__name__}: {exc}"
-            self.clients.pop(f"{id(asyncio.get_running_loop())}|{address}", None)
+            raise GatewayError(504, f"The model did not answer within {timeout} s.") from None
+        except UpstreamError as exc:
+            context["error"] = str(exc)
+            self.upstream.forget(address)
             raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
                                {"retry-after": "1"}) from None
-        if response.status_code >= 400:
-            context["error"] = response.text[:500]
-        return response.status_code, response.content
+        if status >= 400:
+            context["error"] = answer[:500].decode(errors="replace")
+        return status, answer

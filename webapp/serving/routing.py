@@ -63,9 +63,25 @@ def invalidate(workspace_id: int, model_name: str) -> None:
             del _cache[key]
 
 
+def _key(workspace_id: int, model_name: str, alias: str | None, number: int | None) -> tuple[int, str, str]:
+    return workspace_id, model_name, f"v{number}" if number is not None else f"@{alias or 'production'}"
+
+
+def peek(
+    workspace_id: int, model_name: str, alias: str | None = None, number: int | None = None
+) -> tuple[Route | None, bool]:
+    """The cached route and whether it is still fresh, without touching the database or the
+    executor. A stale route is still the best answer while a refresh runs (the gateway serves
+    with it rather than making the call wait on the executor)."""
+    with _lock:
+        cached = _cache.get(_key(workspace_id, model_name, alias, number))
+    if cached is None:
+        return None, False
+    return cached[1], cached[0] > time.monotonic()
+
+
 def resolve(workspace_id: int, model_name: str, alias: str | None = None, number: int | None = None) -> Route:
-    selector = f"v{number}" if number is not None else f"@{alias or 'production'}"
-    key = (workspace_id, model_name, selector)
+    key = _key(workspace_id, model_name, alias, number)
     now = time.monotonic()
     with _lock:
         cached = _cache.get(key)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from webapp.lib import keys
-from webapp.workspaces import events
+from webapp.workspaces import events, key_cache
 from webapp.workspaces.access import Access, Actor
 from webapp.workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
 from webapp.workspaces.scopes import KEY_SCOPES, ROLES, scopes_allowed_for_role
@@ -141,6 +141,7 @@ def delete_workspace(actor: Actor, access: Access, confirm: str) -> None:
         )
     with transaction.atomic():
         record(actor, None, "workspace.delete", workspace, slug=workspace.slug)
+        key_cache.announce()
         events.publish(workspace.pk, "workspace.deleted", {})
         workspace.delete()
 
@@ -170,6 +171,7 @@ def change_role(actor: Actor, access: Access, membership: Membership, role: str)
         locked.role = role
         locked.save(update_fields=["role"])
         record(actor, access.workspace, "member.role_change", locked, user=locked.user.username, old=old, new=role)
+        key_cache.announce()
         events.publish(access.workspace.pk, "member.changed", {"user": locked.user.username, "role": role})
     return locked
 
@@ -189,6 +191,7 @@ def _remove(actor: Actor, workspace: Workspace, membership: Membership, action: 
             revoked_at=timezone.now()
         )
         record(actor, workspace, action, locked, user=locked.user.username, role=locked.role)
+        key_cache.announce()
         events.publish(workspace.pk, "member.removed", {"user": locked.user.username})
         locked.delete()
 
@@ -349,5 +352,6 @@ def revoke_api_key(actor: Actor, access: Access, api_key: ApiKey) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
         record(actor, access.workspace, "key.revoke", api_key)
+        key_cache.announce()
         events.publish(access.workspace.pk, "key.revoked", {"id": api_key.pk})
     return api_key

@@ -1,0 +1,99 @@
+"""A small keep-alive HTTP/1.1 client for the gateway's calls to model servers.
+
+Written by hand rather than using httpx because its only peer is Podium's own
+model server (``sandbox/runtime/model_server.py``), which answers every request
+with a ``Content-Length`` body, and the gateway's latency budget is about a
+millisecond: httpx's generality (redirects, cookies, auth flows, chunked
+bodies, its own pool) costs close to half of that per call. This client keeps
+a pool of open connections per replica address (``unix:/path`` or
+``http://host:port``) and speaks exactly the subset the model server speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+MAX_IDLE = 64
+
+
+class UpstreamError(Exception):
+    """The replica could not be reached or dropped the connection."""
+
+
+@dataclass
+class _Pool:
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+
+
+class Upstream:
+    def __init__(self, connect_timeout: float = 2.0) -> None:
+        self.connect_timeout = connect_timeout
+        self.pools: dict[tuple[int, str], _Pool] = {}
+
+    def _pool(self, address: str) -> _Pool:
+        key = (id(asyncio.get_running_loop()), address)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = _Pool()
+        return pool
+
+    async def _connect(self, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            if address.startswith("unix:"):
+                opening = asyncio.open_unix_connection(address[len("unix:"):])
+            else:
+                host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+                opening = asyncio.open_connection(host, int(port))
+            return await asyncio.wait_for(opening, self.connect_timeout)
+        except (TimeoutError, OSError) as exc:
+            raise UpstreamError(f"cannot connect to {address}: {exc}") from None
+
+    async def post(self, address: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """POST a JSON body; returns (status, body). Raises UpstreamError or asyncio.TimeoutError."""
+        pool = self._pool(address)
+        reused = bool(pool.idle)
+        reader, writer = pool.idle.pop() if reused else await self._connect(address)
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        try:
+            writer.write(request)
+            status, answer, keep = await asyncio.wait_for(self._read_response(reader), timeout)
+        except TimeoutError:
+            writer.close()
+            raise
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            writer.close()
+            if reused:
+                # An idle connection the server closed meanwhile: retry once on a fresh one.
+                return await self.post(address, path, body, timeout)
+            raise UpstreamError(f"{address} dropped the call: {exc!r}") from None
+        if keep and len(pool.idle) < MAX_IDLE:
+            pool.idle.append((reader, writer))
+        else:
+            writer.close()
+        return status, answer
+
+    @staticmethod
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        keep = True
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                keep = False
+        return status, await reader.readexactly(length), keep
+
+    def forget(self, address: str) -> None:
+        """Drop idle connections to a replica that failed (it is being restarted)."""
+        pool = self.pools.pop((id(asyncio.get_running_loop()), address), None)
+        for _, writer in pool.idle if pool else []:
+            writer.close()
