@@ -212,3 +212,61 @@ def test_prometheus_metrics_count_calls(deployer, invoke_key, settings):
     settings.PODIUM_METRICS_TOKEN = "s3cret"
     assert asyncio.run(scrape()).status_code == 401
     assert asyncio.run(scrape({"authorization": "Bearer s3cret"})).status_code == 200
+
+
+def test_revoking_a_key_stops_its_calls_at_once(deployer, alice, acme):
+    import asyncio
+
+    from webapp.lib import keys
+    from webapp.workspaces.models import ApiKey
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    secret = key_for(alice, acme, ["invoke"])
+    assert asyncio.run(predict(secret, "/v1/models/greeter/predict", {})).status_code == 200
+    key_id = ApiKey.objects.get(key_hash=keys.digest(secret)).pk
+    admin = bearer(key_for(alice, acme, ["admin"]))
+    assert admin.delete(f"/api/v1/workspaces/acme/keys/{key_id}").status_code == 204
+    after = asyncio.run(predict(secret, "/v1/models/greeter/predict", {}))
+    assert after.status_code == 401 and "revoked" in after.json()["detail"]
+
+
+def test_demoting_a_keys_owner_narrows_it_at_once(deployer, alice, acme, member_of):
+    import asyncio
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    dev = member_of("dana", "developer")
+    secret = key_for(dev, acme, ["invoke"])
+    assert asyncio.run(predict(secret, "/v1/models/greeter/predict", {})).status_code == 200
+    demoted = bearer(key_for(alice, acme, ["admin"])).patch(
+        "/api/v1/workspaces/acme/members/dana", {"role": "viewer"}, format="json")
+    assert demoted.status_code == 200
+    assert asyncio.run(predict(secret, "/v1/models/greeter/predict", {})).status_code == 403
+
+
+def test_another_process_hears_a_revocation_over_redis(deployer, alice, acme):
+    import asyncio
+
+    from webapp.workspaces import key_cache
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    secret = key_for(alice, acme, ["invoke"])
+
+    async def scenario() -> tuple[bool, bool]:
+        async with gateway() as client:
+            headers = {"authorization": f"Bearer {secret}"}
+            await client.post("/v1/models/greeter/predict", json={}, headers=headers)  # starts the listener
+            await asyncio.sleep(0.3)
+            cached_before = key_cache.peek(secret) is not None
+            # What another process's announce() sends:
+            import redis.asyncio as aioredis
+            from django.conf import settings
+
+            await aioredis.Redis.from_url(settings.REDIS_URL).publish(key_cache.CHANNEL, b"1")
+            for _ in range(100):
+                if key_cache.peek(secret) is None:
+                    return cached_before, True
+                await asyncio.sleep(0.01)
+            return cached_before, False
+
+    cached_before, forgotten = asyncio.run(scenario())
+    assert cached_before and forgotten
