@@ -63,8 +63,8 @@ KEY_SCOPES: Final[dict[str, frozenset[str]]] = {
     "read": frozenset({"workspace.read", "models.read"}),
     "invoke": frozenset({"models.invoke", "runs.execute"}),
     "deploy": frozenset({"models.read", "models.write", "models.deploy"}),
-    "admin": frozenset({"workspace.read", "members.manage", "keys.read", "keys.manage", "audit.read",
-                        "workspace.update"}),
+    "admin": frozenset({"workspace.read", "members.manage", "keys.read", "keys.create", "keys.manage",
+                        "audit.read", "workspace.update"}),
 }
 
 KEY_SCOPE_DESCRIPTIONS: Final[dict[str, str]] = {
