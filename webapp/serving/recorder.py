@@ -13,7 +13,8 @@ import logging
 import threading
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from django.utils import timezone
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.5
@@ -26,6 +27,9 @@ _wake = threading.Event()
 
 def record(**row: Any) -> None:
     global _started
+    row.setdefault("created_at", timezone.now())
+    row.setdefault("alias", "")
+    row.setdefault("error", "")
     with _lock:
         _buffer.append(row)
         if not _started:
@@ -33,17 +37,27 @@ def record(**row: Any) -> None:
             threading.Thread(target=_run, name="invocation-recorder", daemon=True).start()
 
 
-def flush() -> int:
-    """Write what is buffered now; returns the number of rows written."""
-    from webapp.serving.models import Invocation
+COLUMNS = ("workspace_id", "model_id", "version_id", "alias", "api_key_id", "request_id", "status_code",
+           "latency_ms", "request_bytes", "response_bytes", "error", "created_at")
 
+
+def flush() -> int:
+    """Write what is buffered now; returns the number of rows written.
+
+    Uses PostgreSQL's COPY rather than ``bulk_create``: building model instances for
+    thousands of rows a second holds the GIL long enough to show in the gateway's p99.
+    """
     with _lock:
         rows = _buffer[:]
         _buffer.clear()
     if not rows:
         return 0
     try:
-        Invocation.objects.bulk_create([Invocation(**row) for row in rows])
+        with connection.cursor() as cursor, cursor.copy(
+            f"COPY serving_invocation ({', '.join(COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([row.get(column) for column in COLUMNS])
     except Exception:  # noqa: BLE001 - losing records must never take the gateway down
         log.exception("could not record %d calls", len(rows))
         close_old_connections()
