@@ -30,7 +30,7 @@ endif
 
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-12)
 
-PY_STAMP := $(VENV)/.stamps/python-$(call hash,pyproject.toml)
+PY_STAMP := $(VENV)/.stamps/python-$(call hash,pyproject.toml client/pyproject.toml)
 
 # The front end (static/, when it exists): npm deps keyed by the lock file, the bundle rebuilt when a source
 # file is newer than its stamp.
@@ -69,9 +69,9 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 # pip, not uv: torch comes from the local wheel directory configured in pip's own config.
-$(PY_STAMP): pyproject.toml | $(VPY)
+$(PY_STAMP): pyproject.toml client/pyproject.toml | $(VPY)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install -e '.[dev]' uv
+	$(VPY) -m pip install -e '.[dev]' -e ./client uv
 	rm -f $(VENV)/.stamps/python-*
 	mkdir -p $(@D) && touch $@
 

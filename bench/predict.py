@@ -217,8 +217,9 @@ def main() -> None:
         if not args.skip_bentoml:
             bport = free_port()
             (work / "service.py").write_text(textwrap.dedent(BENTO_SERVICE.format(artifact=str(artifact))))
-            procs.append(start([str(bentoml_python(args.bentoml_python)), "-m", "bentoml", "serve", "service:Classifier",
-                                "--port", str(bport)], work, {"BENTOML_DO_NOT_TRACK": "true"}))
+            bentoml = str(bentoml_python(args.bentoml_python))
+            procs.append(start([bentoml, "-m", "bentoml", "serve", "service:Classifier", "--port", str(bport)],
+                               work, {"BENTOML_DO_NOT_TRACK": "true"}))
             targets["BentoML"] = (f"http://127.0.0.1:{bport}/predict", {})
         requirements = [f"{p}=={metadata.version(p)}" for p in ("scikit-learn", "numpy", "scipy", "joblib")]
         sk = bundle({"flavor": "sklearn", "artifact": "artifacts/model.joblib", "requirements": requirements},
