@@ -103,6 +103,12 @@ def test_rollout_split_and_rollback(deployer, invoke_key):
 
     back = deployer.post("/api/v1/workspaces/acme/models/greeter/rollback", {}, format="json")
     assert back.status_code == 200 and back.json()["routes"] == [{"version": 2, "weight": 100}]
+    # Rolling back again goes back one more change: to v1, from before the rollout.
+    again = deployer.post("/api/v1/workspaces/acme/models/greeter/rollback", {}, format="json")
+    assert again.status_code == 200 and again.json()["routes"] == [{"version": 1, "weight": 100}]
+    assert asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {})).json()["greeting"] == "one"
+    nothing = deployer.post("/api/v1/workspaces/acme/models/greeter/rollback", {}, format="json")
+    assert nothing.status_code == 409 and "no earlier routing" in nothing.json()["detail"]
     staging = deployer.post("/api/v1/workspaces/acme/models/greeter/aliases/staging", {"version": 1}, format="json")
     assert staging.status_code == 200
     staged = asyncio.run(predict(invoke_key, "/v1/models/greeter/aliases/staging/predict", {}))

@@ -107,7 +107,7 @@ def current_routes(alias: Alias) -> list[tuple[int, int]]:
 
 
 def set_routes(actor: Actor, access: Access, model: Model, alias_name: str, routes: list[tuple[int, int]],
-               action: str = "model.alias_set") -> Alias:
+               action: str = "model.alias_set", record_change: bool = True) -> Alias:
     """Point ``alias_name`` at versions with weights (percent, summing to 100). Effective at once."""
     _require(access, "models.deploy", "move aliases")
     if not ALIAS_RE.match(alias_name or ""):
@@ -144,7 +144,8 @@ def set_routes(actor: Actor, access: Access, model: Model, alias_name: str, rout
         ModelVersion.objects.filter(pk__in=after).update(unrouted_at=None)
         alias.updated_at = timezone.now()
         alias.save(update_fields=["updated_at"])
-        AliasChange.objects.create(alias=alias, routes=[list(r) for r in sorted(routes)], actor_label=actor.label)
+        if record_change:
+            AliasChange.objects.create(alias=alias, routes=[list(r) for r in sorted(routes)], actor_label=actor.label)
         record(actor, access.workspace, action, model, alias=alias_name, routes=[list(r) for r in routes])
         events.publish(access.workspace.pk, "model.alias", {"model": model.name, "alias": alias_name,
                                                             "routes": [list(r) for r in routes]})
@@ -152,18 +153,31 @@ def set_routes(actor: Actor, access: Access, model: Model, alias_name: str, rout
     return alias
 
 
+def rollback_target(changes: list[AliasChange]) -> list[tuple[int, int]] | None:
+    """The routes a rollback would restore, from an alias's changes (any order); None when there is none."""
+    live = sorted((c for c in changes if not c.rolled_back), key=lambda c: (c.created_at, c.pk), reverse=True)
+    if len(live) < 2:
+        return None
+    return [(int(number), int(weight)) for number, weight in live[1].routes]
+
+
 def rollback(actor: Actor, access: Access, model: Model, alias_name: str = PRODUCTION) -> Alias:
-    """Restore the alias's previous routes (no rebuild; the versions must still be ready)."""
+    """Undo the alias's newest routing change: it goes back to what it routed to before
+    (no rebuild; those versions must still be ready). Rolling back again goes back further."""
     alias = Alias.objects.filter(model=model, name=alias_name).first()
     if alias is None:
         raise ActionError(f"{model.name} has no '{alias_name}' alias to roll back.", status=409)
-    history = list(alias.changes.all())
-    current = [list(r) for r in current_routes(alias)]
-    previous = next((c.routes for c in reversed(history[:-1]) if c.routes != current), None)
-    if previous is None:
-        raise ActionError(f"'{alias_name}' has no earlier routing to roll back to.", status=409)
-    routes = [(int(number), int(weight)) for number, weight in previous]
-    return set_routes(actor, access, model, alias_name, routes, action="model.rollback")
+    with transaction.atomic():
+        live = list(alias.changes.select_for_update().filter(rolled_back=False).order_by("-created_at", "-id")[:2])
+        if len(live) < 2:
+            raise ActionError(f"'{alias_name}' has no earlier routing to roll back to.", status=409)
+        current, previous = live
+        routes = [(int(number), int(weight)) for number, weight in previous.routes]
+        set_routes(actor, access, model, alias_name, routes, action="model.rollback", record_change=False)
+        current.rolled_back = True
+        current.save(update_fields=["rolled_back"])
+    alias.refresh_from_db()
+    return alias
 
 
 def mark_step(version: ModelVersion, step: str, step_status: str, **fields: object) -> None:

@@ -101,10 +101,13 @@ class AliasRoute(models.Model):
 
 
 class AliasChange(models.Model):
-    """History of an alias's routes, newest last; rollback restores the one before."""
+    """History of an alias's routes, newest last. The routing in force is the newest change not
+    rolled back; a rollback marks it rolled back and restores the one before (a stack, so
+    rolling back twice goes back two changes)."""
 
     alias = models.ForeignKey(Alias, on_delete=models.CASCADE, related_name="changes")
     routes = models.JSONField(help_text="[[version_number, weight], ...] after the change")
+    rolled_back = models.BooleanField(default=False)
     actor_label = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -161,11 +161,9 @@ def _alias_views(model: Model) -> list[AliasView]:
     views = []
     for alias in aliases:
         routes = list(alias.routes.all())
-        current = sorted([r.version.number, r.weight] for r in routes)
         history = list(alias.changes.all())
-        previous = next((c.routes for c in reversed(history[:-1]) if c.routes != current), None)
         views.append(AliasView(alias.name, endpoint_url(model.name, alias=alias.name), alias.updated_at, routes,
-                               [(int(n), int(w)) for n, w in previous] if previous else None, len(history)))
+                               actions.rollback_target(history), len(history)))
     views.sort(key=lambda a: (a.name != actions.PRODUCTION, a.name))
     return views
 
