@@ -267,7 +267,9 @@ def test_another_process_hears_a_revocation_over_redis(deployer, alice, acme):
             import redis.asyncio as aioredis
             from django.conf import settings
 
-            await aioredis.Redis.from_url(settings.REDIS_URL).publish(key_cache.CHANNEL, b"1")
+            from webapp.core import invalidation
+
+            await aioredis.Redis.from_url(settings.REDIS_URL).publish(invalidation.CHANNEL, b"keys")
             for _ in range(100):
                 if key_cache.peek(secret) is None:
                     return cached_before, True

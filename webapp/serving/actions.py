@@ -202,7 +202,7 @@ def mark_step(version: ModelVersion, step: str, step_status: str, **fields: obje
 def _forget_routes(model: Model) -> None:
     from webapp.serving import routing
 
-    transaction.on_commit(lambda: routing.invalidate(model.workspace_id, model.name))
+    routing.announce(model.workspace_id, model.name)
 
 
 def stop_version(actor: Actor, access: Access, version: ModelVersion) -> None:

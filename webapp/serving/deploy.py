@@ -69,8 +69,18 @@ def run_deploy(version_id: int) -> None:
         log.exception("deploy of version %s failed in step %s", version_id, step)
         _fail(version, step, f"{type(exc).__name__}: {exc}")
         return
+    # "ready" and the rollout commit together: whoever sees the version ready sees it serving.
+    with transaction.atomic():
+        actions.mark_step(version, "ready", "done", status="ready", ready_at=timezone.now())
+        if version.manifest.get("promote", True):
+            _promote(version)
     if version.manifest.get("promote", True):
-        _promote(version)
+        from workers.tasks import stop_unused_versions
+
+        # Runs again after the drain period; beat also sweeps every model (see core/signals.py).
+        transaction.on_commit(
+            lambda: stop_unused_versions.apply_async((version.model_id,), countdown=settings.PODIUM_DRAIN_S + 1)
+        )
 
 
 def _environment(version: ModelVersion) -> Path:
@@ -127,7 +137,6 @@ def _wait_ready(version: ModelVersion, handle: SandboxHandle) -> None:
             raise StepFailed("ready", f"The model server stopped before it was ready: {reason}.\n{tail}".strip())
         addresses = executor.addresses(handle)
         if len(addresses) == version.replicas and all(_answers_ready(a) for a in addresses):
-            actions.mark_step(version, "ready", "done", status="ready", ready_at=timezone.now())
             return
         time.sleep(0.05)
     executor.stop(handle, grace_s=1)
@@ -154,7 +163,8 @@ def _fail(version: ModelVersion, step: str, message: str) -> None:
 
 
 def _promote(version: ModelVersion) -> None:
-    """Move production to the new version (it is ready), then drain and stop what is no longer needed."""
+    """Move production to the new version (it is ready); what is no longer needed is drained and stopped
+    afterwards by ``stop_unused``."""
     owner = Membership.objects.filter(workspace=version.workspace, role="owner").select_related("user").first()
     creator = version.created_by
     membership = Membership.objects.filter(workspace=version.workspace, user=creator).first() or owner
@@ -162,13 +172,8 @@ def _promote(version: ModelVersion) -> None:
         return
     access = Access.build(version.workspace, membership, None)
     actor = Actor(user=membership.user, user_agent="podium deploy")
-    with transaction.atomic():
-        actions.set_routes(actor, access, version.model, actions.PRODUCTION, [(version.number, 100)],
-                           action="model.rollout")
-    from workers.tasks import stop_unused_versions
-
-    # Runs again after the drain period; beat also sweeps every model (see core/signals.py).
-    stop_unused_versions.apply_async((version.model_id,), countdown=settings.PODIUM_DRAIN_S + 1)
+    actions.set_routes(actor, access, version.model, actions.PRODUCTION, [(version.number, 100)],
+                       action="model.rollout")
 
 
 def stop_unused(model_id: int) -> list[int]:

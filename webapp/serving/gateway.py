@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
 
+from webapp.core import invalidation
 from webapp.serving import recorder, routing
 from webapp.serving.upstream import Upstream, UpstreamError
 from webapp.workspaces import key_cache
@@ -140,8 +141,8 @@ class Gateway:
                                     "/v1/models/<name>/versions/<n>/predict or /v1/models/<name>/aliases/<a>/predict.")
         if scope["method"] != "POST":
             raise GatewayError(405, "Use POST with a JSON body.", {"allow": "POST"})
-        if not key_cache.listening():
-            listener = asyncio.get_running_loop().create_task(key_cache.listen_forever())
+        if not invalidation.listening():
+            listener = asyncio.get_running_loop().create_task(invalidation.listen_forever())
             self.tasks.add(listener)
             listener.add_done_callback(self.tasks.discard)
         principal = await _authenticate(headers.get("authorization", ""))

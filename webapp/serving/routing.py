@@ -1,9 +1,10 @@
 """Where a call to a model goes: alias or version -> versions with weights -> replica addresses.
 
-The gateway asks :func:`resolve` on every call, so answers are cached in the
-process for ``TTL`` seconds: a promotion or rollback made in another process
-takes effect within that second, and one made in this process at once
-(:func:`invalidate`). Replica addresses come from the executor.
+The gateway asks on every call, so answers are cached in the process. A
+promotion or rollback announces itself (:func:`announce`, over Redis) and every
+process forgets the model's routes at once; ``TTL`` refreshes them anyway every
+second (for replica addresses, which come from the executor), in the
+background while the stale route keeps serving.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import SandboxError, SandboxHandle, get_executor
+from webapp.core import invalidation
 from webapp.serving.models import Alias, Model, ModelVersion
 
 TTL = 1.0
@@ -61,6 +63,23 @@ def invalidate(workspace_id: int, model_name: str) -> None:
     with _lock:
         for key in [k for k in _cache if k[0] == workspace_id and k[1] == model_name]:
             del _cache[key]
+
+
+def announce(workspace_id: int, model_name: str) -> None:
+    """After commit, make every process forget this model's routes (a promotion takes effect at once)."""
+    invalidation.announce(f"route:{workspace_id}:{model_name}")
+
+
+def _on_announcement(argument: str) -> None:
+    if not argument:
+        with _lock:
+            _cache.clear()
+        return
+    workspace_id, _, model_name = argument.partition(":")
+    invalidate(int(workspace_id), model_name)
+
+
+invalidation.register("route", _on_announcement)
 
 
 def _key(workspace_id: int, model_name: str, alias: str | None, number: int | None) -> tuple[int, str, str]:

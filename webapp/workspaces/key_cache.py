@@ -3,34 +3,27 @@
 A prediction must not pay for three database queries to check its key, so the
 gateway keeps what a key may do in memory. Revocation still takes effect at
 once: every action that narrows a key (revoking it, changing or removing its
-creator's membership, deleting the workspace) publishes on the Redis channel
-:data:`CHANNEL` after it commits, and each web process's listener empties its
-cache when it hears that. ``TTL`` bounds staleness if a message is ever lost
+creator's membership, deleting the workspace) announces ``keys`` through
+:mod:`webapp.core.invalidation` after it commits, and every web process
+empties its cache when it hears that. ``TTL`` bounds staleness if a message is ever lost
 (Redis restarting); expiry is checked on every use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 import threading
 import time
 from dataclasses import dataclass
 
-import redis
-import redis.asyncio as aioredis
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from webapp.core import invalidation
 from webapp.lib import keys
 from webapp.workspaces.access import Access
 from webapp.workspaces.auth import ApiKeyError, resolve_key
 from webapp.workspaces.models import Membership
 
-log = logging.getLogger(__name__)
-CHANNEL = "podium:auth:invalidate"
 TTL = 5.0
 
 
@@ -44,7 +37,6 @@ class Principal:
 
 _cache: dict[str, tuple[float, Principal]] = {}
 _lock = threading.Lock()
-_listening: set[int] = set()
 
 
 def peek(token: str) -> Principal | None:
@@ -97,46 +89,7 @@ def invalidate() -> None:
 
 def announce() -> None:
     """Tell every process to forget cached keys, once the current transaction commits."""
-
-    def send() -> None:
-        invalidate()
-        try:
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).publish(CHANNEL, b"1")
-        except redis.RedisError:
-            log.warning("could not announce a key change; other processes keep it for up to %ss", TTL)
-
-    transaction.on_commit(send)
+    invalidation.announce("keys")
 
 
-def listening() -> bool:
-    try:
-        return id(asyncio.get_running_loop()) in _listening
-    except RuntimeError:
-        return False
-
-
-async def listen_forever() -> None:
-    """Empty the cache whenever any process announces a change (run once per event loop)."""
-    loop_id = id(asyncio.get_running_loop())
-    if loop_id in _listening:
-        return
-    _listening.add(loop_id)
-    delay = 0.5
-    while True:
-        try:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                invalidate()  # anything may have changed while we were not listening
-                delay = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        invalidate()
-        except asyncio.CancelledError:
-            _listening.discard(loop_id)
-            raise
-        except Exception:  # noqa: BLE001 - keep listening; TTL bounds staleness meanwhile
-            log.warning("key invalidation listener lost Redis; retrying in %.1fs", delay)
-            invalidate()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+invalidation.register("keys", lambda _argument: invalidate())
