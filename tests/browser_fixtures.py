@@ -66,7 +66,7 @@ def frontend_build() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         if not (build / "app.js").exists():
-            pytest.skip("npm is not installed and the front end has not been built (run `make up` or npm run build)")
+            pytest.fail("npm is not installed and the front end has not been built (run `make up` or npm run build)")
         return build
     if not (static / "node_modules" / ".package-lock.json").exists():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=static, check=True, capture_output=True)
@@ -126,7 +126,7 @@ def browser(podium_server: str) -> Iterator[Any]:
     """Chromium, launched per test: Playwright's sync API runs an event loop on this thread while it
     is open, and Django refuses database calls (the test database's flush included) under one."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (make test installs it: apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=10_000)

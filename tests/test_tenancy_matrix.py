@@ -212,8 +212,8 @@ def test_keys_of_one_workspace_never_open_another(world):
 # Object ids in page URLs, by route name -> the API route whose object it is.
 PAGE_OBJECTS = {"ws-invitation-revoke": "api-invitation", "ws-key-revoke": "api-key"}
 # Routes outside /w/<slug>/ and /api/v1/, and who may open them.
-OPEN_PAGES = {"healthz", "login", "signup", "password_reset", "password_reset_done", "password_reset_confirm",
-              "password_reset_complete", "invitation", "logout"}
+OPEN_PAGES = {"healthz", "sandbox-artifact", "login", "signup", "password_reset", "password_reset_done",
+              "password_reset_confirm", "password_reset_complete", "invitation", "logout"}
 SIGNED_IN_PAGES = {"home", "workspaces", "workspace-new", "account", "password_change"}
 
 

@@ -227,3 +227,6 @@ PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
 PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
 PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)
 PODIUM_METRICS_TOKEN = envsecret("PODIUM_METRICS_TOKEN", "") or ""
+# Signed artifact URLs for sandboxes on other hosts (webapp/core/artifacts.py, sandbox/signing.py).
+PODIUM_ARTIFACT_ROOT = Path(envstr("PODIUM_ARTIFACT_ROOT", str(VAR_DIR))).resolve()
+PODIUM_ARTIFACT_SIGNING_KEY = envsecret("PODIUM_ARTIFACT_SIGNING_KEY") or SECRET_KEY

@@ -67,15 +67,38 @@ class NomadConfig:
         )
         podium_url = env.get("PODIUM_URL", "http://127.0.0.1:8000").rstrip("/")
         var_dir = env.get("PODIUM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "var"))
-        key = _secret("PODIUM_ARTIFACT_SIGNING_KEY") or _secret("PODIUM_SECRET_KEY") or ""
+        key = _secret("PODIUM_ARTIFACT_SIGNING_KEY") or _secret("PODIUM_SECRET_KEY") or _django_signing_key()
         return cls(
             address=env.get("NOMAD_ADDR", "http://127.0.0.1:4646"),
             token=_secret("NOMAD_TOKEN"),
             settings=settings,
             artifact_url=env.get("PODIUM_ARTIFACT_URL", f"{podium_url}/sandbox-artifacts"),
-            artifact_root=Path(env.get("PODIUM_ARTIFACT_ROOT", var_dir)),
+            artifact_root=Path(env.get("PODIUM_ARTIFACT_ROOT", _django_artifact_root() or var_dir)),
             signing_key=key.encode(),
         )
+
+
+def _django_artifact_root() -> str:
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            return str(getattr(settings, "PODIUM_ARTIFACT_ROOT", "") or "")
+    except ImportError:
+        pass
+    return ""
+
+
+def _django_signing_key() -> str:
+    """Inside Podium's processes, the key the web's artifact view checks (settings.PODIUM_ARTIFACT_SIGNING_KEY)."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            return str(getattr(settings, "PODIUM_ARTIFACT_SIGNING_KEY", "") or "")
+    except ImportError:
+        pass
+    return ""
 
 
 class _Service(Requester):  # type: ignore[misc]

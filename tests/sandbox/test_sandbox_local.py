@@ -49,7 +49,7 @@ def own_var() -> Iterator[Path]:
 def needs_sandboxes() -> None:
     reason = sandboxes_possible()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(f"this test needs real sandboxes: {reason}")
 
 
 # -- failing closed -------------------------------------------------------------------

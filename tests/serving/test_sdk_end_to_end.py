@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -115,7 +114,6 @@ def curl(url: str, key: str, body: dict) -> tuple[dict, str]:
     return json.loads(payload), version
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is part of Debian's base system")
 def test_train_deploy_call_split_and_roll_back(alice, acme, podium_stack, tmp_path):
     url = podium_stack
     key = key_for(alice, acme, ["deploy", "invoke", "read"])
