@@ -53,6 +53,7 @@ class Manifest(BaseModel):
     requirements: list[str] = Field(default_factory=list, max_length=500)
     resources: ManifestResources = ManifestResources()
     replicas: int = Field(default=1, ge=1, le=16)
+    concurrency: int = Field(default=1, ge=1, le=64, description="predict() calls a replica runs at once")
 
     @field_validator("entrypoint")
     @classmethod
