@@ -18,6 +18,7 @@ from django.urls import URLPattern, get_resolver
 from rest_framework.test import APIClient
 
 from tests.conftest import Person, client_for, make_user
+from webapp.ide.models import Draft, TestRun
 from webapp.serving.models import Alias, AliasRoute, Model, ModelVersion
 from webapp.workspaces import actions
 from webapp.workspaces.models import ApiKey, Membership
@@ -81,6 +82,9 @@ class World:
         )
         alias = Alias.objects.create(workspace=acme, model=model, name="production")
         AliasRoute.objects.create(alias=alias, version=version, weight=100)
+        TestRun.objects.create(id="run1", workspace=acme, model=model, status="passed")
+        for person in team.values():  # each member's own draft, so reading it answers 200
+            Draft.objects.create(workspace=acme, model=model, user=person.user)
 
     def url(self, name: str, pattern: str, slug: str = "acme", missing_object: bool = False) -> str:
         def fill(match: re.Match[str]) -> str:
@@ -97,6 +101,8 @@ class World:
                 return "999" if missing_object else "1"
             if arg == "alias":
                 return "production"
+            if arg == "run_id":
+                return "no-such-run" if missing_object else "run1"
             raise AssertionError(f"no value for <{kind}:{arg}> in {pattern}")
 
         return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", fill, pattern)

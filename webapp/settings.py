@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.workspaces",
     "webapp.serving",
+    "webapp.ide",
 ]
 
 MIDDLEWARE = [

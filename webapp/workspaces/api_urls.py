@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from webapp.ide import api as ide
 from webapp.serving import api as serving
 from webapp.workspaces import api
 
@@ -25,7 +26,8 @@ urlpatterns = [
     path("workspaces/<slug:slug>/keys", api.ApiKeyListView.as_view(), name="api-keys"),
     path("workspaces/<slug:slug>/keys/<int:pk>", api.ApiKeyDetailView.as_view(), name="api-key"),
     path("workspaces/<slug:slug>/audit", api.AuditLogView.as_view(), name="api-audit"),
-    path("workspaces/<slug:slug>/models", serving.ModelListView.as_view(), name="api-models"),
+    path("workspaces/<slug:slug>/models", ide.ModelListCreateView.as_view(), name="api-models"),
+    path("workspaces/<slug:slug>/model-templates", ide.TemplateListView.as_view(), name="api-model-templates"),
     path("workspaces/<slug:slug>/models/<slug:name>", serving.ModelDetailView.as_view(), name="api-model"),
     path("workspaces/<slug:slug>/models/<slug:name>/versions", serving.VersionListView.as_view(),
          name="api-versions"),
@@ -41,4 +43,13 @@ urlpatterns = [
     path("workspaces/<slug:slug>/models/<slug:name>/calls", serving.InvocationListView.as_view(),
          name="api-calls"),
     path("workspaces/<slug:slug>/models/<slug:name>/metrics", serving.MetricsView.as_view(), name="api-metrics"),
+    # The browser editor (webapp.ide, docs/ide.md).
+    path("workspaces/<slug:slug>/models/<slug:name>/source", ide.SourceView.as_view(), name="api-model-source"),
+    path("workspaces/<slug:slug>/models/<slug:name>/draft", ide.DraftView.as_view(), name="api-model-draft"),
+    path("workspaces/<slug:slug>/models/<slug:name>/editing", ide.EditingView.as_view(), name="api-model-editing"),
+    path("workspaces/<slug:slug>/models/<slug:name>/syntax", ide.SyntaxView.as_view(), name="api-model-syntax"),
+    path("workspaces/<slug:slug>/models/<slug:name>/test-runs", ide.TestRunListView.as_view(), name="api-test-runs"),
+    path("workspaces/<slug:slug>/models/<slug:name>/test-runs/<slug:run_id>", ide.TestRunDetailView.as_view(),
+         name="api-test-run"),
+    path("workspaces/<slug:slug>/models/<slug:name>/deploy", ide.DeployView.as_view(), name="api-model-deploy"),
 ]

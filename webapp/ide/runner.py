@@ -1,0 +1,274 @@
+"""Running a test run: environment, oneshot sandbox, result.
+
+A test run is one oneshot sandbox that runs ``sandbox/runtime/test_harness.py``
+on a copy of the files (mounted read-only at ``/code/bundle``) with the model's
+environment, under a wall-time limit (``PODIUM_IDE_TEST_WALL_S``, 120 s).
+
+Where it runs: when the environment for the requirements is already built (the
+warm path, a file check), :func:`dispatch` runs it at once in a thread of the
+calling process, so a click does not wait for a Celery hop; otherwise the
+Celery task ``webapp.ide.tasks.run_test`` builds the environment in the worker
+and runs it there. Either way only the sandbox runs the user's code: this
+module writes files, talks to the executor and reads the harness's output.
+
+Live output: each line goes to a Redis list (``podium:ide:run:<id>:lines``,
+what a late websocket or a GET reads first) and then to the channel group
+``ide.testrun.<id>`` with its index, so a websocket that joins the group before
+reading the list misses nothing and drops duplicates by index. The whole
+output is stored on the run when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from sandbox import Limits, Resources, SandboxError, SandboxHandle, SandboxSpec, get_executor
+from sandbox.environments import EnvironmentBuilder
+from webapp.ide import actions
+from webapp.ide import files as f
+from webapp.ide.models import TestRun
+from webapp.serving.bundles import RUNTIME_DIR
+
+log = logging.getLogger(__name__)
+RESULT_PREFIX = "@@podium-test-result@@ "
+LINES_TTL_S = 3600
+
+
+def group_name(run_id: str) -> str:
+    return f"ide.testrun.{run_id}"
+
+
+def lines_key(run_id: str) -> str:
+    return f"podium:ide:run:{run_id}:lines"
+
+
+def live_lines(run_id: str) -> list[dict[str, Any]]:
+    raw = actions._redis(settings.REDIS_URL).lrange(lines_key(run_id), 0, -1)
+    return [json.loads(item) for item in raw]
+
+
+def wall_time_s() -> float:
+    return float(getattr(settings, "PODIUM_IDE_TEST_WALL_S", 120))
+
+
+def run_dir(run: TestRun) -> Path:
+    return Path(settings.PODIUM_ARTIFACTS_DIR) / str(run.workspace_id) / str(run.model_id) / "test-runs" / run.pk
+
+
+def status_message(run: TestRun) -> dict[str, Any]:
+    return {"event": "status", "status": run.status, "result": run.result, "error": run.error,
+            "failed_step": run.failed_step or None}
+
+
+def dispatch(run_id: str) -> None:
+    """Start the run now in a thread when its environment is built, else queue it for the worker."""
+    run = TestRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return
+    if EnvironmentBuilder().lookup(run.requirements) is not None:
+        threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True).start()
+    else:
+        from webapp.ide.tasks import run_test
+
+        run_test.delay(run_id)
+
+
+def _in_thread(run_id: str) -> None:
+    try:
+        execute(run_id)
+    finally:
+        connection.close()
+
+
+class Reporter:
+    """Sends a run's lines and status changes live, and keeps them for the record."""
+
+    def __init__(self, run: TestRun) -> None:
+        self.run = run
+        self.lines: list[dict[str, Any]] = []
+        self.redis = actions._redis(settings.REDIS_URL)
+        self.layer = get_channel_layer()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.layer is None:
+            return
+        try:
+            async_to_sync(self.layer.group_send)(group_name(self.run.pk), {"type": "run.message", **message})
+        except Exception:  # noqa: BLE001 - a lost live line never fails the run; GET still has it
+            log.warning("could not send live output of test run %s", self.run.pk, exc_info=True)
+
+    def line(self, stream: str, text: str, when: str | None = None) -> None:
+        entry = {"time": when or timezone.now().isoformat(), "stream": stream, "text": text}
+        index = len(self.lines)
+        self.lines.append(entry)
+        try:
+            key = lines_key(self.run.pk)
+            self.redis.rpush(key, json.dumps(entry))
+            self.redis.expire(key, LINES_TTL_S)
+        except Exception:  # noqa: BLE001
+            log.warning("could not keep live output of test run %s", self.run.pk, exc_info=True)
+        self._send({"event": "line", "index": index, "line": entry})
+
+    def status(self, status: str, **fields: Any) -> None:
+        self.run.status = status
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        update = ["status", *fields]
+        if status in ("passed", "failed"):
+            self.run.output, self.run.finished_at = self.lines, timezone.now()
+            update += ["output", "finished_at"]
+        self.run.save(update_fields=update)
+        self._send(status_message(self.run))
+
+
+def execute(run_id: str) -> None:
+    """Run one test run to its end and record the outcome. Safe to call twice (a redelivered task)."""
+    close_old_connections()
+    run = TestRun.objects.select_related("model", "workspace").filter(pk=run_id).first()
+    if run is None or run.status != "queued":
+        return
+    reporter = Reporter(run)
+    TestRun.objects.filter(pk=run_id).update(started_at=timezone.now())
+    workdir = run_dir(run)
+    try:
+        environment = _environment(run, reporter)
+        if environment is None:
+            return
+        handle = _start(run, reporter, workdir, environment)
+        if handle is None:
+            return
+        _follow(run, reporter, handle)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported on the run, never lost
+        log.exception("test run %s failed", run_id)
+        reporter.line("system", f"podium: {type(exc).__name__}: {exc}")
+        reporter.status("failed", failed_step="start", error=_error("PlatformError", f"{type(exc).__name__}: {exc}"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _error(kind: str, message: str, traceback: str = "", line: int | None = None,
+           path: str | None = None) -> dict[str, Any]:
+    return {"type": kind, "message": message, "traceback": traceback, "line": line, "path": path}
+
+
+def _environment(run: TestRun, reporter: Reporter) -> Path | None:
+    builder = EnvironmentBuilder()
+    found = builder.lookup(run.requirements)
+    if found is None:
+        reporter.status("building", environment_cached=False)
+        reporter.line("system", "podium: building the environment from requirements.txt")
+        try:
+            found = builder.ensure(run.requirements, on_output=lambda text: reporter.line("build", text))
+        except SandboxError as exc:
+            reporter.line("system", str(exc))
+            reporter.status("failed", failed_step="environment",
+                            error=_error("EnvironmentBuildError", f"Installing the requirements failed:\n{exc}"))
+            return None
+    else:
+        run.environment_cached = True
+    return found.path
+
+
+def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, Any]) -> SandboxSpec:
+    resources = manifest.get("resources") or {}
+    return SandboxSpec(
+        workspace=run.workspace.slug,
+        name=f"{run.model.name[:40].rstrip('-')}-test",
+        purpose="oneshot",
+        command=["python", "/code/_podium/test_harness.py", "/code/bundle", "/code/sample_input.json"],
+        code_dir=workdir / "code",
+        environment=environment,
+        env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        resources=Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
+                            gpus=int(resources.get("gpus", 0))),
+        limits=Limits(wall_time_s=wall_time_s()),
+    )
+
+
+def _lay_out(run: TestRun, workdir: Path) -> dict[str, Any]:
+    source = actions.source_of(run.model)
+    binaries = actions._binaries(run.model, source, run.files)
+    manifest = f.manifest_for(run.files, list(binaries))
+    code = workdir / "code"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (code / "bundle").mkdir(parents=True)
+    (code / "_podium").mkdir()
+    f.write_tree(code / "bundle", run.files, binaries, manifest)
+    for name in ("test_harness.py", "model_server.py"):
+        shutil.copy2(RUNTIME_DIR / name, code / "_podium" / name)
+    (code / "sample_input.json").write_text(json.dumps(run.sample_input))
+    for directory in (workdir.parent, workdir):
+        directory.chmod(0o755)
+    for dirpath, _dirs, names in os.walk(workdir):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - sandboxes read (never write) the files
+        for name in names:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return manifest
+
+
+def _start(run: TestRun, reporter: Reporter, workdir: Path, environment: Path) -> SandboxHandle | None:
+    manifest = _lay_out(run, workdir)
+    try:
+        handle = get_executor().start(_spec(run, workdir, environment, manifest))
+    except SandboxError as exc:
+        reporter.line("system", f"podium: the sandbox could not start: {exc}")
+        reporter.status("failed", failed_step="start", error=_error("SandboxError", str(exc)))
+        return None
+    reporter.status("running", sandbox=handle.model_dump(mode="json"),
+                    environment_cached=run.environment_cached)
+    return handle
+
+
+def _follow(run: TestRun, reporter: Reporter, handle: SandboxHandle) -> None:
+    executor = get_executor()
+    outcome: dict[str, Any] | None = None
+    phase = "load"
+    for line in executor.logs(handle, follow=True):
+        if line.text.startswith(RESULT_PREFIX):
+            try:
+                outcome = json.loads(line.text[len(RESULT_PREFIX):])
+            except ValueError:
+                outcome = None
+            continue
+        if line.text.startswith("[podium] loaded in"):
+            phase = "predict"
+        reporter.line(line.stream, line.text, line.time.isoformat())
+    status = executor.wait(handle, timeout=10)
+    if not status.done:
+        status = executor.stop(handle, grace_s=1)
+    if status.limit is not None:
+        message = status.reason or f"the {status.limit} limit was reached"
+        reporter.line("system", f"podium: {message}")
+        reporter.status("failed", failed_step="limit", error=_error("LimitExceeded", message))
+    elif outcome is not None and outcome.get("ok"):
+        result = {k: outcome.get(k) for k in ("load_ms", "predict_ms", "answer")}
+        reporter.status("passed", result=result)
+    elif outcome is not None:
+        error = outcome.get("error") or _error("Error", "the test failed")
+        reporter.status("failed", failed_step=outcome.get("step", phase), error=error)
+    else:
+        message = status.reason or f"the sandbox exited with code {status.exit_code} before reporting a result"
+        reporter.line("system", f"podium: {message}")
+        reporter.status("failed", failed_step=phase, error=_error("SandboxExited", message))
+
+
+def interrupted(run: TestRun) -> bool:
+    """A run that should long have ended (its process died): reported as failed by readers."""
+    if run.done:
+        return False
+    limit = wall_time_s() + 600 + (3600 if run.status in ("queued", "building") else 0)
+    return (timezone.now() - run.created_at).total_seconds() > limit
+
+
