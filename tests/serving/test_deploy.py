@@ -278,3 +278,32 @@ def test_another_process_hears_a_revocation_over_redis(deployer, alice, acme):
 
     cached_before, forgotten = asyncio.run(scenario())
     assert cached_before and forgotten
+
+
+def test_predict_errors_come_back_with_the_models_message(deployer, invoke_key):
+    import asyncio
+
+    moody = custom_bundle("""
+        class Model:
+            def predict(self, body):
+                if body.get("mode") == "raise":
+                    raise RuntimeError("the feature store is down")
+                if body.get("mode") == "reject":
+                    raise ValueError("age must be positive")
+                if body.get("mode") == "object":
+                    return {"when": object()}
+                return {"ok": True}
+    """)
+    assert upload(deployer, "moody", moody).status_code == 201
+
+    def call(mode: str):
+        return asyncio.run(predict(invoke_key, "/v1/models/moody/predict", {"mode": mode}))
+
+    raised, rejected, not_json, fine = call("raise"), call("reject"), call("object"), call("fine")
+    assert raised.status_code == 500
+    assert raised.json()["detail"] == "predict() raised RuntimeError: the feature store is down"
+    assert rejected.status_code == 422 and "age must be positive" in rejected.json()["detail"]
+    assert not_json.status_code == 500 and "not JSON" in not_json.json()["detail"]
+    assert fine.status_code == 200 and fine.json() == {"ok": True}
+    logs = deployer.get("/api/v1/workspaces/acme/models/moody/versions/1/logs?tail=100").json()["lines"]
+    assert any("RuntimeError: the feature store is down" in line["text"] for line in logs)  # the traceback
