@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("webapp.workspaces.api_urls")),
     path("accounts/", include("webapp.accounts.urls")),
     path("", include("webapp.workspaces.urls")),
+    path("", include("webapp.ide.urls")),  # before the model pages: models/new is not a model
     path("", include("webapp.serving.urls")),
 ]
 
