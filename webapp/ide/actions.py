@@ -89,7 +89,7 @@ def save_source(actor: Actor, access: Access, model: Model, files: Any, base_rev
     _require(access, "models.write", "edit model code")
     source_of(model)
     with transaction.atomic():
-        source = ModelSource.objects.select_for_update().select_related("saved_by").get(model=model)
+        source = ModelSource.objects.select_for_update(of=("self",)).select_related("saved_by").get(model=model)
         cleaned = f.check_files(files, read_only=source.binary)
         if source.revision != base_revision:
             who = source.saved_by.username if source.saved_by else "someone"

@@ -1,0 +1,362 @@
+"""The model editor in a real browser, against a real server, a Celery worker and real sandboxes.
+
+Nora, new to Podium, signs in, creates a model from the scikit-learn template, changes its code by
+typing in Monaco, tests it and reads the answer, deploys it and watches the steps, then calls the
+endpoint from the page and with the curl snippet the page gives her, and finds both calls in the
+model's recent calls. Then Vera (a viewer) gets a read-only editor, and Dan's stale save is refused
+and shown side by side with Alice's before he keeps his. Screenshots of each step go to
+test-artifacts/<test name>/.
+
+The server is uvicorn and a Celery worker in their own processes (test runs and deploys are Celery
+tasks): they reach the test's sandbox supervisor through ``PODIUM_VAR_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import User
+from django.utils.crypto import get_random_string
+from rest_framework.test import APIClient
+
+from tests.browser_fixtures import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _database_url,
+    _free_port,
+    artifacts,
+    frontend_build,
+)
+from tests.conftest import PASSWORD, Person, key_for, make_user
+from tests.serving.conftest import serving_var
+from webapp.ide.models import ModelSource
+from webapp.workspaces import actions as workspace_actions
+from webapp.workspaces.models import Membership, Workspace
+
+__all__ = ["artifacts", "frontend_build", "serving_var"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT_MS = 240_000  # a cold scikit-learn environment is built once per test session
+TYPED = '"note": "typed in the browser",'
+
+
+@pytest.fixture(scope="module")
+def ide_server(serving_var: Path, django_db_setup: Any, frontend_build: Path) -> Iterator[str]:
+    """uvicorn and a Celery worker on the test database, with the sandbox supervisor of ``serving``."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "ide-browser-server.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PODIUM_URL": url,
+        "PODIUM_SECRET_KEY": settings.SECRET_KEY,
+        "PODIUM_VAR_DIR": str(serving_var),
+        "PODIUM_ARTIFACTS_DIR": str(serving_var / "artifacts"),
+        "PODIUM_DRAIN_S": "0",
+        "PODIUM_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    (serving_var / "artifacts").mkdir(exist_ok=True)
+    (serving_var / "artifacts").chmod(0o755)
+    with log_path.open("wb") as log:
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
+                              "--port", str(port), "--lifespan", "off", "--no-access-log"],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+            subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "worker", "-l", "warning",
+                              "--concurrency", "2", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+        ]
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert procs[0].poll() is None, log_path.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/accounts/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        yield url
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def stop_sandboxes(serving_var: Path) -> Iterator[None]:
+    yield
+    from tests.serving.conftest import stop_all_sandboxes
+
+    stop_all_sandboxes()
+
+
+def person(username: str) -> Person:
+    """A user the server can sign in: the server checks passwords with its own hashers, not the tests' fast one."""
+    user = make_user(username)
+    set_server_password(user)
+    return Person(user)
+
+
+def set_server_password(user: User) -> None:
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, get_random_string(12), iterations=1000)
+    user.save(update_fields=["password"])
+
+
+def sign_in(page: Any, username: str) -> None:
+    page.goto("/accounts/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert "/accounts/login" not in page.url, f"{username} could not sign in"
+
+
+def open_editor(page: Any, slug: str, name: str) -> None:
+    page.goto(f"/w/{slug}/models/{name}/edit")
+    page.wait_for_selector("[data-ide][data-state=ready]", state="attached")
+
+
+def line_of(page: Any, path: str, needle: str) -> int:
+    text = page.evaluate("(path) => window.podiumIde.value(path)", path)
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+def type_after(page: Any, path: str, needle: str, text: str) -> None:
+    """Put the cursor at the end of the line holding ``needle`` and type a new line below it."""
+    line = line_of(page, path, needle)
+    page.evaluate("""([path, line]) => {
+        window.podiumIde.open(path);
+        const editor = window.podiumIde.editor;
+        editor.setPosition({lineNumber: line, column: editor.getModel().getLineMaxColumn(line)});
+        editor.focus();
+    }""", [path, line])
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    page.keyboard.type(text)
+
+
+def browser_session(playwright: Any, url: str) -> Any:
+    from playwright.sync_api import expect
+
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    expect.set_options(timeout=15_000)
+    return browser
+
+
+def new_page(browser: Any, url: str, errors: list[str]) -> Any:
+    context = browser.new_context(base_url=url, viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
+    ide_server: str, stop_sandboxes: None, artifacts: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shot = artifacts
+    nora = person("nora")
+    workspace = workspace_actions.create_workspace(nora.actor, "Nora's lab", slug="nora-lab")
+    secret = key_for(nora, workspace, ["invoke"])
+    errors: list[str] = []
+
+    with sync_playwright() as playwright:
+        browser = browser_session(playwright, ide_server)
+        try:
+            page = new_page(browser, ide_server, errors)
+            sign_in(page, "nora")
+            page.goto("/w/nora-lab/models")
+            shot(page, "01-models-empty")
+
+            # A new model from the scikit-learn template.
+            page.get_by_test_id("new-model").click()
+            cards = page.locator("[data-template]")
+            expect(cards.first).to_be_visible()
+            page.locator('[data-template="sklearn"]').click()
+            page.get_by_label("Name").fill("iris")
+            shot(page, "02-new-model-templates")
+            page.get_by_role("button", name="Create and open the editor").click()
+            page.wait_for_url("**/w/nora-lab/models/iris/edit")
+            page.wait_for_selector("[data-ide][data-state=ready]", state="attached")
+            expect(page.locator('[data-tree] [data-path="model.py"]')).to_be_visible()
+            expect(page.locator('[data-tree] [data-path="requirements.txt"]')).to_be_visible()
+            expect(page.locator(".monaco-editor .view-lines")).to_contain_text("class Model")
+            shot(page, "03-editor")
+
+            # Typing in Monaco marks the file unsaved; Ctrl+S saves it.
+            type_after(page, "model.py", '"confidence":', TYPED)
+            expect(page.locator('.ide-tab[data-path="model.py"] .dirty-dot')).to_be_visible()
+            expect(page.locator('[data-tree] [data-path="model.py"].dirty')).to_be_visible()
+            assert TYPED in page.evaluate("window.podiumIde.value('model.py')")
+            shot(page, "04-typed-unsaved")
+            page.keyboard.press("Control+s")
+            expect(page.locator("[data-ide]")).to_have_attribute("data-dirty", "false")
+            expect(page.locator("[data-save-state]")).to_contain_text("Saved by you")
+            expect(page.locator('[data-tree] [data-path="model.py"].dirty')).to_have_count(0)
+
+            # Test: load() then predict() on the template's sample input, in a sandbox.
+            page.get_by_role("button", name="Test").click()
+            answer = page.get_by_test_id("test-answer")
+            expect(answer).to_contain_text("typed in the browser", timeout=BUILD_TIMEOUT_MS)
+            result = json.loads(answer.text_content() or "")
+            assert result["predictions"] == ["setosa", "virginica"] and result["note"] == "typed in the browser"
+            expect(page.locator("[data-run-timing]")).to_contain_text("load")
+            expect(page.locator("[data-run-timing]")).to_contain_text("predict")
+            shot(page, "05-test-passed")
+
+            # Deploy: the steps move live, then the endpoint panel.
+            page.get_by_role("button", name="Deploy").click()
+            expect(page.locator("[data-steps] [data-step]")).to_have_count(3)
+            shot(page, "06-deploying")
+            expect(page.locator("[data-deploy-panel]")).to_have_attribute("data-deploy-status", "ready",
+                                                                          timeout=BUILD_TIMEOUT_MS)
+            expect(page.locator('[data-steps] [data-step-status="done"]')).to_have_count(3)
+            endpoint = f"{ide_server}/v1/models/iris/predict"
+            expect(page.get_by_test_id("ide-endpoint")).to_have_value(endpoint)
+            curl = page.locator("[data-snippet-curl]").text_content() or ""
+            assert endpoint in curl and "$PODIUM_API_KEY" in curl
+            assert endpoint in (page.locator("[data-snippet-python]").text_content() or "")
+            shot(page, "07-deployed-endpoint")
+
+            # A call from the page, through production.
+            page.get_by_role("button", name="Send").click()
+            expect(page.get_by_test_id("ide-call-answer")).to_contain_text("typed in the browser")
+            expect(page.locator("[data-call-status]")).to_have_text("200")
+            shot(page, "08-called-from-the-page")
+
+            # The curl snippet, as the page shows it, with a real key.
+            done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "PODIUM_API_KEY": secret})
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["note"] == "typed in the browser", done.stdout
+
+            # The version's live logs are on the page.
+            expect(page.get_by_test_id("ide-logs").locator(".log-line").first).to_be_visible()
+            shot(page, "09-logs")
+
+            # Both calls are in the model's recent calls.
+            page.goto("/w/nora-lab/models/iris")
+            calls = page.get_by_test_id("calls-table").locator("tr[data-call]")
+            deadline = time.monotonic() + 10
+            while calls.count() < 2 and time.monotonic() < deadline:
+                page.wait_for_timeout(500)
+                page.reload()
+            expect(calls).to_have_count(2)
+            shot(page, "10-recent-calls")
+        finally:
+            browser.close()
+    assert not errors, f"script errors on the page: {errors}"
+    assert ModelSource.objects.get(model__name="iris").revision == 2
+
+
+def test_a_viewer_reads_and_a_stale_save_opens_the_compare_view(
+    alice: Person, acme: Workspace, ide_server: str, artifacts: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shot = artifacts
+    for username, role in (("vera", "viewer"), ("dan", "developer")):
+        Membership.objects.create(workspace=acme, user=person(username).user, role=role)
+    set_server_password(alice.user)
+    creator = APIClient()
+    creator.force_login(alice.user)
+    created = creator.post("/api/v1/workspaces/acme/models", {"name": "greeter", "template": "custom"}, format="json")
+    assert created.status_code == 201, created.content
+    errors: list[str] = []
+
+    with sync_playwright() as playwright:
+        browser = browser_session(playwright, ide_server)
+        try:
+            # Vera, a viewer: the code, read only, and nothing to save, test or deploy.
+            vera = new_page(browser, ide_server, errors)
+            sign_in(vera, "vera")
+            open_editor(vera, "acme", "greeter")
+            expect(vera.get_by_test_id("read-only")).to_be_visible()
+            for name in ("Save", "Test", "Deploy", "New", "Upload"):
+                expect(vera.get_by_role("button", name=name, exact=True)).to_have_count(0)
+            before = vera.evaluate("window.podiumIde.value('model.py')")
+            vera.locator(".monaco-editor .view-lines").click()
+            vera.keyboard.type("vera was here")
+            assert vera.evaluate("window.podiumIde.value('model.py')") == before
+            expect(vera.locator("[data-sample]")).to_have_attribute("readonly", "")
+            shot(vera, "01-viewer-read-only")
+
+            # Alice and Dan open the same model, and each is told the other is there.
+            page_alice = new_page(browser, ide_server, errors)
+            sign_in(page_alice, "alice")
+            open_editor(page_alice, "acme", "greeter")
+            dan = new_page(browser, ide_server, errors)
+            sign_in(dan, "dan")
+            open_editor(dan, "acme", "greeter")
+            expect(dan.locator("[data-presence]")).to_contain_text("alice")
+            expect(page_alice.locator("[data-presence]")).to_contain_text("dan")
+            shot(dan, "02-presence")
+
+            # Dan's edit is kept as a draft on the server: a reload brings it back.
+            type_after(dan, "model.py", "def predict", "    # dan's change")
+            expect(dan.locator("[data-ide]")).to_have_attribute("data-draft", "saved")
+            dan.reload()
+            dan.wait_for_selector("[data-ide][data-state=ready]", state="attached")
+            expect(dan.locator("[data-notice]")).to_contain_text("Restored your unsaved draft")
+            assert "# dan's change" in dan.evaluate("window.podiumIde.value('model.py')")
+            expect(dan.locator('[data-tree] [data-path="model.py"].dirty')).to_be_visible()
+            shot(dan, "03-draft-restored")
+
+            # Alice saves first.
+            type_after(page_alice, "model.py", "def predict", "    # alice's change")
+            page_alice.keyboard.press("Control+s")
+            expect(page_alice.locator("[data-ide]")).to_have_attribute("data-revision", "2")
+
+            # Dan's save is refused and shows both sides; he keeps his, with Alice's revision as the base.
+            dan.locator(".monaco-editor .view-lines").first.click()
+            dan.keyboard.press("Control+s")
+            expect(dan.locator("[data-compare]")).to_be_visible()
+            expect(dan.locator("[data-compare-who]")).to_contain_text("alice")
+            expect(dan.locator("[data-diff] .monaco-diff-editor")).to_be_visible()
+            expect(dan.locator("[data-diff] .editor.original")).to_contain_text("alice's change")
+            expect(dan.locator("[data-diff] .editor.modified")).to_contain_text("dan's change")
+            shot(dan, "04-compare-view")
+            dan.get_by_role("button", name="Keep mine (overwrite)").click()
+            expect(dan.locator("[data-compare]")).to_be_hidden()
+            expect(dan.locator("[data-ide]")).to_have_attribute("data-revision", "3")
+            expect(dan.locator("[data-ide]")).to_have_attribute("data-dirty", "false")
+            shot(dan, "05-kept-mine")
+
+            # A syntax error is marked before anything runs.
+            type_after(dan, "model.py", "dan's change", "    def broken(:")
+            expect(dan.locator("[data-ide]")).to_have_attribute("data-syntax-errors", "1")
+            expect(dan.locator("[data-problems]")).to_be_visible()
+            expect(dan.locator(".monaco-editor .squiggly-error").first).to_be_attached()
+            shot(dan, "06-syntax-error")
+        finally:
+            browser.close()
+    assert not errors, f"script errors on the page: {errors}"
+    saved = ModelSource.objects.get(model__name="greeter")
+    assert saved.revision == 3 and "# dan's change" in saved.files["model.py"]
