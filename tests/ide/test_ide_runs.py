@@ -66,6 +66,23 @@ def test_the_sklearn_template_passes_and_a_warm_run_is_fast(alice, acme, sandbox
     print(f"\nwarm sklearn test run, POST to result: {seconds:.2f} s "
           f"(load {warm['result']['load_ms']:.0f} ms, predict {warm['result']['predict_ms']:.1f} ms)")
     assert seconds < 5
+    # Click to the first line of output, on the warm path (the run starts in a thread, no queue).
+    started = time.monotonic()
+    run_id = start(alice, "iris", source["files"], source["sample_input"])
+    client = client_for(alice)
+    while not client.get(f"{BASE}/iris/test-runs/{run_id}").json()["output"]:
+        time.sleep(0.005)
+    first_line = time.monotonic() - started
+    print(f"warm sklearn test run, POST to first output line: {first_line:.2f} s")
+    assert wait(alice, "iris", run_id)["status"] == "passed"
+
+
+def test_the_pytorch_template_passes(alice, acme, sandboxes):
+    source = create(alice, "tiny", "pytorch")
+    run = wait(alice, "tiny", start(alice, "tiny", source["files"], source["sample_input"]), timeout=600)
+    assert run["status"] == "passed", texts(run)[-3000:]
+    answer = run["result"]["answer"]
+    assert len(answer["predictions"]) == 2 and all(abs(sum(p) - 1) < 1e-3 for p in answer["probabilities"])
 
 
 def test_the_custom_template_passes_and_remembers_the_sample_input(alice, acme, sandboxes):
