@@ -55,7 +55,20 @@ TYPED = '"note": "typed in the browser",'
 
 
 @pytest.fixture(scope="module")
-def ide_server(serving_var: Path, django_db_setup: Any, frontend_build: Path) -> Iterator[str]:
+def sklearn_environment(serving_var: Path) -> None:
+    """The scikit-learn template's environment, built once before the browser clicks "Test" (the warm path
+    the editor is made for; a cold one is built by the worker)."""
+    from sandbox.environments import EnvironmentBuilder
+    from webapp.ide import catalog
+    from webapp.ide import files as ide_files
+
+    manifest = ide_files.manifest_for(catalog.templates()["sklearn"]["files"])
+    EnvironmentBuilder().ensure("\n".join(manifest["requirements"]))
+
+
+@pytest.fixture(scope="module")
+def ide_server(serving_var: Path, sklearn_environment: None, django_db_setup: Any,
+               frontend_build: Path) -> Iterator[str]:
     """uvicorn and a Celery worker on the test database, with the sandbox supervisor of ``serving``."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -258,7 +271,9 @@ def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
             assert json.loads(done.stdout)["note"] == "typed in the browser", done.stdout
 
             # The version's live logs are on the page.
-            expect(page.get_by_test_id("ide-logs").locator(".log-line").first).to_be_visible()
+            logs = page.get_by_test_id("ide-logs")
+            logs.scroll_into_view_if_needed()
+            expect(logs.locator(".log-line").first).to_be_visible()
             shot(page, "09-logs")
 
             # Both calls are in the model's recent calls.

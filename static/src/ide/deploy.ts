@@ -53,7 +53,7 @@ export class DeployPanel {
   }
 
   async deploy(): Promise<boolean> {
-    this.root.hidden = false;
+    this.root.querySelector<HTMLElement>("[data-deploy-empty]")!.hidden = true;
     this.root.querySelector<HTMLElement>("[data-endpoint-panel]")!.hidden = true;
     this.setError("");
     const answer = await call<Version>("POST", `${this.api}/deploy`, {});
@@ -85,7 +85,7 @@ export class DeployPanel {
   private render(): void {
     const version = this.version;
     if (!version) return;
-    this.root.querySelector<HTMLElement>("[data-deploy-version]")!.textContent = `version ${version.number}`;
+    this.ide.querySelector<HTMLElement>("[data-deploy-version]")!.textContent = `v${version.number}`;
     const list = this.root.querySelector<HTMLElement>("[data-steps]")!;
     const names = this.steps.size ? [...this.steps.keys()] : DEFAULT_STEPS;
     for (const name of DEFAULT_STEPS) if (!names.includes(name)) names.push(name);
@@ -206,7 +206,7 @@ print(response.json())`;
       meta.textContent = "latency_ms" in payload
         ? `${Number(payload.latency_ms).toFixed(1)} ms · v${payload.version}` : "";
       out.textContent = "answer" in payload ? JSON.stringify(payload.answer, null, 2) : String(payload.detail ?? "");
-      form.dataset.callStatus = String(response.status);
+      form.dataset.callResult = String(response.status);
     } catch (error) {
       badge.textContent = "failed";
       out.textContent = `Podium could not be reached: ${(error as Error).message}`;

@@ -24,6 +24,14 @@ interface Draft {
   updated_at?: string;
 }
 
+interface SyntaxProblem {
+  line: number;
+  column?: number | null;
+  end_line?: number | null;
+  end_column?: number | null;
+  message: string;
+}
+
 interface Editor {
   username: string;
   since?: string;
@@ -38,7 +46,8 @@ const RUN_OWNER = "podium-run";
 function sampleText(value: unknown): string {
   if (value === undefined || value === null || value === "") return "{}";
   if (typeof value === "string") return value;
-  return JSON.stringify(value, null, 2);
+  const compact = JSON.stringify(value);
+  return compact.length <= 120 ? compact : JSON.stringify(value, null, 2);
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
@@ -173,11 +182,19 @@ class Ide {
       if (!button || !this.root.contains(button)) return;
       const action = button.dataset.action;
       if (action === "save") void this.save();
-      else if (action === "test") void this.test();
-      else if (action === "deploy") void this.deploy();
+      else if (action === "test") {
+        this.showSide("test");
+        void this.test();
+      } else if (action === "deploy") {
+        this.showSide("deploy");
+        void this.deploy();
+      }
       else if (action === "new-file") this.newFile();
       else if (action === "take-theirs") this.takeTheirs();
       else if (action === "keep-mine") void this.keepMine();
+    });
+    this.root.querySelectorAll<HTMLElement>("[data-side-tab]").forEach((tab) => {
+      tab.addEventListener("click", () => this.showSide(tab.dataset.sideTab ?? "test"));
     });
     this.q<HTMLInputElement>("[data-upload]")?.addEventListener("change", (event) => {
       void this.upload(event.target as HTMLInputElement);
@@ -191,7 +208,11 @@ class Ide {
         if (this.canWrite) void this.save();
       }
     });
-    window.addEventListener("pagehide", () => this.flushDraft());
+    window.addEventListener("pagehide", () => {
+      this.flushDraft();
+      void fetch(`${this.api}/editing`, { method: "DELETE", keepalive: true, credentials: "same-origin",
+        headers: { "X-CSRFToken": this.csrf() } });
+    });
     const testRoot = this.q("[data-test-panel]");
     this.tests = new TestPanel(testRoot, this.api, this.slug, this.model);
     this.tests.onStart = () => this.clearRunError();
@@ -538,7 +559,7 @@ class Ide {
     const who = theirs.saved_by ? `${theirs.saved_by} saved ${ago(theirs.saved_at)}` : "It was saved";
     this.q("[data-compare-who]").textContent = `${who} (revision ${theirs.revision}) while you were editing.`;
     this.q("[data-compare]").hidden = false;
-    this.root.dataset.compare = "open";
+    this.root.dataset.compareState = "open";
     this.q("[data-editor]").hidden = true;
     if (!this.diff) {
       this.diff = monaco.editor.createDiffEditor(this.q("[data-diff]"), {
@@ -546,6 +567,9 @@ class Ide {
         originalEditable: false,
         readOnly: false,
         renderSideBySide: true,
+        useInlineViewWhenSpaceIsLimited: false,
+        renderMarginRevertIcon: false,
+        renderGutterMenu: false,
         minimap: { enabled: false },
         fontSize: 13,
       });
@@ -568,7 +592,7 @@ class Ide {
     this.diffModels.forEach((m) => m.original.dispose());
     this.diffModels = [];
     this.q("[data-compare]").hidden = true;
-    this.root.dataset.compare = "closed";
+    this.root.dataset.compareState = "closed";
     this.q("[data-editor]").hidden = false;
   }
 
@@ -626,20 +650,23 @@ class Ide {
     const model = this.files.models.get(path);
     if (!model) return;
     const content = model.getValue();
-    const answer = await call<{ errors: { line: number; column?: number | null; message: string }[] }>(
+    const answer = await call<{ errors: SyntaxProblem[] }>(
       "POST", `${this.api}/syntax`, { path, content });
     if (answer.status !== 200 || model.isDisposed() || model.getValue() !== content) return;
     const errors = answer.data.errors ?? [];
+    const lines = model.getLineCount();
     monaco.editor.setModelMarkers(model, SYNTAX_OWNER, errors.map((error) => {
-      const line = Math.min(Math.max(1, error.line || 1), model.getLineCount());
+      const line = Math.min(Math.max(1, error.line || 1), lines);
       const column = Math.max(1, error.column || 1);
+      const endLine = Math.min(Math.max(line, error.end_line || line), lines);
+      const endColumn = error.end_line && error.end_column ? error.end_column : model.getLineMaxColumn(endLine);
       return {
         severity: monaco.MarkerSeverity.Error,
         message: error.message,
         startLineNumber: line,
         startColumn: column,
-        endLineNumber: line,
-        endColumn: Math.max(column + 1, model.getLineMaxColumn(line)),
+        endLineNumber: endLine,
+        endColumn: Math.max(endLine === line ? column + 1 : 1, endColumn),
         source: "syntax",
       };
     }));
@@ -716,6 +743,15 @@ class Ide {
     }
   }
 
+  private showSide(name: string): void {
+    this.root.querySelectorAll<HTMLElement>("[data-side-tab]").forEach((tab) => {
+      tab.setAttribute("aria-selected", String(tab.dataset.sideTab === name));
+    });
+    this.root.querySelectorAll<HTMLElement>("[data-side-panel]").forEach((panel) => {
+      panel.hidden = panel.dataset.sidePanel !== name;
+    });
+  }
+
   // Presence and notices --------------------------------------------------------------------
 
   private startPresence(): void {
@@ -723,7 +759,6 @@ class Ide {
       const { event: name, data } = (event as CustomEvent<{ event: string; data: Record<string, unknown> }>).detail;
       if (name === "model.editing" && data.model === this.model) this.showEditors((data.editors ?? []) as Editor[]);
     });
-    if (!this.canWrite) return;
     const beat = async (): Promise<void> => {
       const answer = await call<{ editors: Editor[] }>("POST", `${this.api}/editing`, {});
       if (answer.status === 200) this.showEditors(answer.data.editors ?? []);

@@ -27,10 +27,15 @@ export interface RunState {
   status: string;
   result?: { load_ms?: number; predict_ms?: number; answer?: unknown } | null;
   error?: RunError | null;
-  lines?: RunLine[];
+  failed_step?: string | null;
+  output?: RunLine[];
 }
 
-const FINAL = new Set(["succeeded", "failed", "error", "done", "timeout", "cancelled", "canceled"]);
+const FINAL = new Set(["passed", "failed"]);
+const LABELS: Record<string, string> = {
+  queued: "Queued", building: "Building the environment…", starting: "Starting…", running: "Running…",
+  passed: "Passed", failed: "Failed",
+};
 
 function isFinal(state: RunState): boolean {
   return FINAL.has(state.status) || Boolean(state.result) || Boolean(state.error);
@@ -60,7 +65,7 @@ export class TestPanel {
       this.showError({ type: "Error", message: detail(answer) });
       return;
     }
-    this.setStatus(answer.data.status || "queued", answer.data.status || "queued");
+    this.setStatus(answer.data.status || "queued", LABELS[answer.data.status] ?? answer.data.status);
     this.follow(answer.data.id);
   }
 
@@ -86,7 +91,7 @@ export class TestPanel {
   private async fetchOnce(id: string | number): Promise<void> {
     const answer = await call<RunState>("GET", `${this.api}/test-runs/${encodeURIComponent(String(id))}`);
     if (answer.status !== 200) return;
-    if (this.output.childElementCount === 0) (answer.data.lines ?? []).forEach((line) => this.appendLine(line));
+    if (this.output.childElementCount === 0) (answer.data.output ?? []).forEach((line) => this.appendLine(line));
     this.showState(answer.data);
   }
 
@@ -122,17 +127,17 @@ export class TestPanel {
 
   private showState(state: RunState): void {
     if (state.result) {
-      this.setStatus("succeeded", "Succeeded");
+      this.setStatus("passed", "Passed");
       const { load_ms: load, predict_ms: predict } = state.result;
       const fmt = (ms: number | undefined): string => (ms == null ? "–" : `${Math.round(ms)} ms`);
       this.part("[data-run-timing]").textContent = `load ${fmt(load)} · predict ${fmt(predict)}`;
       this.part("[data-run-answer]").textContent = JSON.stringify(state.result.answer, null, 2);
       this.part("[data-run-answer-wrap]").hidden = false;
     } else if (state.error) {
-      this.setStatus("failed", "Failed");
+      this.setStatus("failed", state.failed_step ? `Failed: ${state.failed_step}` : "Failed");
       this.showError(state.error);
     } else {
-      this.setStatus(state.status, state.status);
+      this.setStatus(state.status, LABELS[state.status] ?? state.status);
     }
   }
 
