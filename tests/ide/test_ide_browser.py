@@ -276,6 +276,16 @@ def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
             expect(logs.locator(".log-line").first).to_be_visible()
             shot(page, "09-logs")
 
+            # A failing predict(): the traceback is shown and its line is marked in the editor.
+            type_after(page, "model.py", 'rows = body["inputs"]', 'missing = rows["no such key"]')
+            failing = line_of(page, "model.py", "no such key")
+            page.locator('[data-side-tab="test"]').click()
+            page.get_by_role("button", name="Test").click()
+            expect(page.get_by_test_id("test-traceback")).to_contain_text("TypeError", timeout=60_000)
+            expect(page.locator("[data-ide]")).to_have_attribute("data-error-line", f"model.py:{failing}")
+            expect(page.locator(".monaco-editor .ide-error-line")).to_be_visible()
+            shot(page, "10-failing-line-marked")
+
             # Both calls are in the model's recent calls.
             page.goto("/w/nora-lab/models/iris")
             calls = page.get_by_test_id("calls-table").locator("tr[data-call]")
@@ -284,7 +294,7 @@ def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
                 page.wait_for_timeout(500)
                 page.reload()
             expect(calls).to_have_count(2)
-            shot(page, "10-recent-calls")
+            shot(page, "11-recent-calls")
         finally:
             browser.close()
     assert not errors, f"script errors on the page: {errors}"
@@ -370,6 +380,14 @@ def test_a_viewer_reads_and_a_stale_save_opens_the_compare_view(
             expect(dan.locator("[data-problems]")).to_be_visible()
             expect(dan.locator(".monaco-editor .squiggly-error").first).to_be_attached()
             shot(dan, "06-syntax-error")
+
+            # A new file, named in the tree, is unsaved until the next save.
+            dan.get_by_role("button", name="New", exact=True).click()
+            dan.get_by_label("File name").fill("helpers.py")
+            dan.keyboard.press("Enter")
+            expect(dan.locator('[data-tree] [data-path="helpers.py"].dirty')).to_be_visible()
+            expect(dan.locator('.ide-tab[data-path="helpers.py"]')).to_have_attribute("aria-selected", "true")
+            shot(dan, "07-new-file")
         finally:
             browser.close()
     assert not errors, f"script errors on the page: {errors}"
