@@ -72,23 +72,34 @@ def status_message(run: TestRun) -> dict[str, Any]:
             "failed_step": run.failed_step or None}
 
 
+# Runs started in threads of this process at once; beyond that they queue for the worker.
+_THREAD_SLOTS = threading.BoundedSemaphore(8)
+
+
 def dispatch(run_id: str) -> None:
-    """Start the run now in a thread when its environment is built, else queue it for the worker."""
-    run = TestRun.objects.filter(pk=run_id).first()
+    """Start the run now in a thread when its environment is built, else queue it for the worker.
+    Never raises (it runs after the request's commit): a run that cannot start is marked failed."""
+    run = TestRun.objects.select_related("model").filter(pk=run_id).first()
     if run is None:
         return
-    if EnvironmentBuilder().lookup(run.requirements) is not None:
-        threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True).start()
-    else:
+    try:
+        if EnvironmentBuilder().lookup(run.requirements) is not None and _THREAD_SLOTS.acquire(blocking=False):
+            threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True).start()
+            return
         from webapp.ide.tasks import run_test
 
         run_test.delay(run_id)
+    except Exception as exc:  # noqa: BLE001 - reported on the run, never a server error after commit
+        log.exception("could not start test run %s", run_id)
+        Reporter(run).status("failed", failed_step="start",
+                             error=_error("PlatformError", f"The test run could not start: {exc}"))
 
 
 def _in_thread(run_id: str) -> None:
     try:
         execute(run_id)
     finally:
+        _THREAD_SLOTS.release()
         connection.close()
 
 
