@@ -8,15 +8,17 @@ and shown side by side with Alice's before he keeps his. Screenshots of each ste
 test-artifacts/<test name>/.
 
 The server is uvicorn and a Celery worker in their own processes (test runs and deploys are Celery
-tasks): they reach the test's sandbox supervisor through ``PODIUM_VAR_DIR``.
+tasks): they reach this module's own sandbox supervisor through ``PODIUM_VAR_DIR``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from django.contrib.auth.models import User
 from django.utils.crypto import get_random_string
 from rest_framework.test import APIClient
 
+from sandbox.config import SandboxConfig
 from tests.browser_fixtures import (
     ARTIFACTS,
     CHROMIUM,
@@ -40,12 +43,14 @@ from tests.browser_fixtures import (
     frontend_build,
 )
 from tests.conftest import PASSWORD, Person, key_for, make_user
-from tests.serving.conftest import serving_var
+from tests.sandbox.conftest import sandboxes_possible, start_supervisor, stop_supervisor
+from webapp.ide import actions as ide_actions
 from webapp.ide.models import ModelSource
+from webapp.serving.models import Model
 from webapp.workspaces import actions as workspace_actions
 from webapp.workspaces.models import Membership, Workspace
 
-__all__ = ["artifacts", "frontend_build", "serving_var"]
+__all__ = ["artifacts", "frontend_build"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -55,7 +60,25 @@ TYPED = '"note": "typed in the browser",'
 
 
 @pytest.fixture(scope="module")
-def sklearn_environment(serving_var: Path) -> None:
+def browser_var() -> Iterator[Path]:
+    """A sandbox supervisor and var dir of these browser tests alone: the environments they build do not
+    turn the cold runs of tests/ide/test_ide_runs.py into warm ones."""
+    reason = sandboxes_possible()
+    if reason:
+        pytest.fail(f"the editor's browser tests need real sandboxes: {reason}")
+    path = Path(tempfile.mkdtemp(prefix="podium-ide-browser-", dir="/tmp"))
+    path.chmod(0o755)
+    proc = start_supervisor(SandboxConfig(var_dir=path, uid_base=330_000, uid_count=1000))
+    artifacts = path / "artifacts"
+    artifacts.mkdir()
+    artifacts.chmod(0o755)
+    yield path
+    stop_supervisor(proc)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sklearn_environment(browser_var: Path) -> None:
     """The scikit-learn template's environment, built once before the browser clicks "Test" (the warm path
     the editor is made for; a cold one is built by the worker)."""
     from sandbox.environments import EnvironmentBuilder
@@ -63,13 +86,13 @@ def sklearn_environment(serving_var: Path) -> None:
     from webapp.ide import files as ide_files
 
     manifest = ide_files.manifest_for(catalog.templates()["sklearn"]["files"])
-    EnvironmentBuilder().ensure("\n".join(manifest["requirements"]))
+    EnvironmentBuilder(root=SandboxConfig(var_dir=browser_var).envs_dir).ensure("\n".join(manifest["requirements"]))
 
 
 @pytest.fixture(scope="module")
-def ide_server(serving_var: Path, sklearn_environment: None, django_db_setup: Any,
+def ide_server(browser_var: Path, sklearn_environment: None, django_db_setup: Any,
                frontend_build: Path) -> Iterator[str]:
-    """uvicorn and a Celery worker on the test database, with the sandbox supervisor of ``serving``."""
+    """uvicorn and a Celery worker on the test database, with the sandbox supervisor of ``browser_var``."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -80,14 +103,12 @@ def ide_server(serving_var: Path, sklearn_environment: None, django_db_setup: An
         "REDIS_URL": settings.REDIS_URL,
         "PODIUM_URL": url,
         "PODIUM_SECRET_KEY": settings.SECRET_KEY,
-        "PODIUM_VAR_DIR": str(serving_var),
-        "PODIUM_ARTIFACTS_DIR": str(serving_var / "artifacts"),
+        "PODIUM_VAR_DIR": str(browser_var),
+        "PODIUM_ARTIFACTS_DIR": str(browser_var / "artifacts"),
         "PODIUM_DRAIN_S": "0",
         "PODIUM_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
-    (serving_var / "artifacts").mkdir(exist_ok=True)
-    (serving_var / "artifacts").chmod(0o755)
     with log_path.open("wb") as log:
         procs = [
             subprocess.Popen([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
@@ -120,14 +141,6 @@ def ide_server(serving_var: Path, sklearn_environment: None, django_db_setup: An
                 proc.wait()
 
 
-@pytest.fixture
-def stop_sandboxes(serving_var: Path) -> Iterator[None]:
-    yield
-    from tests.serving.conftest import stop_all_sandboxes
-
-    stop_all_sandboxes()
-
-
 def person(username: str) -> Person:
     """A user the server can sign in: the server checks passwords with its own hashers, not the tests' fast one."""
     user = make_user(username)
@@ -138,6 +151,13 @@ def person(username: str) -> Person:
 def set_server_password(user: User) -> None:
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, get_random_string(12), iterations=1000)
     user.save(update_fields=["password"])
+
+
+def leave(workspace: Workspace, name: str, *people: Person) -> None:
+    """Everyone has closed the editor: no presence is left in Redis for a later test (or run) to see."""
+    model = Model.objects.get(workspace=workspace, name=name)
+    for someone in people:
+        ide_actions.heartbeat(someone.actor, someone.access(workspace), model, leaving=True)
 
 
 def sign_in(page: Any, username: str) -> None:
@@ -190,7 +210,7 @@ def new_page(browser: Any, url: str, errors: list[str]) -> Any:
 
 
 def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
-    ide_server: str, stop_sandboxes: None, artifacts: Callable[[Any, str], Path]
+    ide_server: str, artifacts: Callable[[Any, str], Path]
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -297,6 +317,7 @@ def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
             shot(page, "11-recent-calls")
         finally:
             browser.close()
+    leave(workspace, "iris", nora)
     assert not errors, f"script errors on the page: {errors}"
     assert ModelSource.objects.get(model__name="iris").revision == 2
 
@@ -307,8 +328,10 @@ def test_a_viewer_reads_and_a_stale_save_opens_the_compare_view(
     from playwright.sync_api import expect, sync_playwright
 
     shot = artifacts
+    people = {"alice": alice}
     for username, role in (("vera", "viewer"), ("dan", "developer")):
-        Membership.objects.create(workspace=acme, user=person(username).user, role=role)
+        people[username] = person(username)
+        Membership.objects.create(workspace=acme, user=people[username].user, role=role)
     set_server_password(alice.user)
     creator = APIClient()
     creator.force_login(alice.user)
@@ -390,6 +413,7 @@ def test_a_viewer_reads_and_a_stale_save_opens_the_compare_view(
             shot(dan, "07-new-file")
         finally:
             browser.close()
+    leave(acme, "greeter", *people.values())
     assert not errors, f"script errors on the page: {errors}"
     saved = ModelSource.objects.get(model__name="greeter")
     assert saved.revision == 3 and "# dan's change" in saved.files["model.py"]
