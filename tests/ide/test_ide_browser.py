@@ -411,9 +411,29 @@ def test_a_viewer_reads_and_a_stale_save_opens_the_compare_view(
             expect(dan.locator('[data-tree] [data-path="helpers.py"].dirty')).to_be_visible()
             expect(dan.locator('.ide-tab[data-path="helpers.py"]')).to_have_attribute("aria-selected", "true")
             shot(dan, "07-new-file")
+
+            # Rename it, upload another and delete that one; the save has exactly what the tree shows.
+            dan.locator('[data-tree] [data-path="helpers.py"]').hover()
+            dan.get_by_title("Rename helpers.py").click()
+            dan.get_by_label("File name").fill("utils.py")
+            dan.keyboard.press("Enter")
+            expect(dan.locator('[data-tree] [data-path="utils.py"]')).to_be_visible()
+            expect(dan.locator('[data-tree] [data-path="helpers.py"]')).to_have_count(0)
+            dan.locator("[data-upload]").set_input_files(
+                files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\n"}])
+            expect(dan.locator('.ide-tab[data-path="notes.md"]')).to_have_attribute("aria-selected", "true")
+            shot(dan, "08-renamed-and-uploaded")
+            dan.once("dialog", lambda dialog: dialog.accept())
+            dan.locator('[data-tree] [data-path="notes.md"]').hover()
+            dan.get_by_title("Delete notes.md").click()
+            expect(dan.locator('[data-tree] [data-path="notes.md"]')).to_have_count(0)
+            dan.locator(".monaco-editor .view-lines").first.click()
+            dan.keyboard.press("Control+s")
+            expect(dan.locator("[data-ide]")).to_have_attribute("data-revision", "4")
         finally:
             browser.close()
     leave(acme, "greeter", *people.values())
     assert not errors, f"script errors on the page: {errors}"
     saved = ModelSource.objects.get(model__name="greeter")
-    assert saved.revision == 3 and "# dan's change" in saved.files["model.py"]
+    assert saved.revision == 4 and "# dan's change" in saved.files["model.py"]
+    assert sorted(saved.files) == ["model.py", "requirements.txt", "utils.py", "words.json"]

@@ -32,6 +32,7 @@ export interface RunState {
 }
 
 const FINAL = new Set(["passed", "failed"]);
+const QUEUED_HINT_MS = 20_000;
 const LABELS: Record<string, string> = {
   queued: "Queued", building: "Building the environment…", starting: "Starting…", running: "Running…",
   passed: "Passed", failed: "Failed",
@@ -45,6 +46,7 @@ export class TestPanel {
   private run: HTMLElement;
   private output: HTMLElement;
   private socket: WebSocket | undefined;
+  private queuedHint: number | undefined;
   onError: (error: RunError) => void = () => undefined;
   onStart: () => void = () => undefined;
 
@@ -66,6 +68,14 @@ export class TestPanel {
       return;
     }
     this.setStatus(answer.data.status || "queued", LABELS[answer.data.status] ?? answer.data.status);
+    // A run waits in the queue only while Podium's worker builds its environment; one that never leaves
+    // it means no worker is taking tasks.
+    window.clearTimeout(this.queuedHint);
+    this.queuedHint = window.setTimeout(() => {
+      if (this.root.dataset.runStatus === "queued") {
+        this.appendLine({ stream: "system", text: "podium: still queued; is Podium's worker running?" });
+      }
+    }, QUEUED_HINT_MS);
     this.follow(answer.data.id);
   }
 
