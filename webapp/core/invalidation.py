@@ -13,6 +13,7 @@ Messages are ``<topic>`` or ``<topic>:<argument>`` (``keys``, ``route:12:churn``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -76,19 +77,31 @@ async def listen_forever() -> None:
     delay = 0.5
     try:
         while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            pubsub = client.pubsub()
             try:
-                client = aioredis.Redis.from_url(settings.REDIS_URL)
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    dispatch_all()  # anything may have changed while we were not listening
-                    delay = 0.5
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            dispatch(message["data"].decode())
+                await pubsub.subscribe(CHANNEL)
+                dispatch_all()  # anything may have changed while we were not listening
+                delay = 0.5
+                while True:
+                    # redis-py's pubsub may swallow a cancellation that lands inside its read; the task
+                    # still counts it (Task.cancelling), so honour it here instead of listening forever.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise asyncio.CancelledError
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        dispatch(message["data"].decode())
             except (redis.RedisError, OSError):
                 log.warning("cache invalidation lost Redis; retrying in %.1fs", delay)
                 dispatch_all()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+            finally:
+                # Bounded: closing must never hold up the event loop's shutdown.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(pubsub.aclose(), 1)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(client.aclose(), 1)
     finally:
         _listening.discard(loop_id)
