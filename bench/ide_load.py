@@ -9,6 +9,10 @@ navigation. Two cases:
 - cold: a fresh browser context each run (no HTTP cache: every script is downloaded again);
 - warm: the same context, navigating again (what a member sees the second time).
 
+With ``--test-runs N`` (default 5; 0 skips it) it also clicks "Test" on the model's sample input N times
+after a first, unmeasured run (which may build the environment), and prints click -> first output line
+and click -> answer, measured in the page. That needs a Podium whose sandboxes run (``make up``).
+
 It also prints the JavaScript each page loads (page scripts and workers, decoded bytes and bytes on
 the wire): the editor page against the model page, which does not load the editor.
 
@@ -18,7 +22,7 @@ Usage (a running Podium, e.g. ``make up``; defaults from var/demo.json):
     .venv/bin/python bench/ide_load.py --url http://127.0.0.1:8000 --username ada --password ... \\
         --workspace demo --model bench-editor --runs 10
 
-The model is created from the "custom" template when it does not exist.
+The model is created from ``--template`` ("custom" by default) when it does not exist.
 """
 
 from __future__ import annotations
@@ -50,12 +54,12 @@ def sign_in(context: Any, url: str, username: str, password: str) -> None:
     page.close()
 
 
-def ensure_model(context: Any, url: str, workspace: str, model: str) -> None:
+def ensure_model(context: Any, url: str, workspace: str, model: str, template: str) -> None:
     api = f"{url}/api/v1/workspaces/{workspace}/models"
     if context.request.get(f"{api}/{model}").ok:
         return
     token = next(c["value"] for c in context.cookies() if c["name"] == "csrftoken")
-    made = context.request.post(api, data=json.dumps({"name": model, "template": "custom"}),
+    made = context.request.post(api, data=json.dumps({"name": model, "template": template}),
                                 headers={"Content-Type": "application/json", "X-CSRFToken": token,
                                          "Referer": url})
     if made.status != 201:
@@ -72,6 +76,44 @@ def ready_ms(page: Any, editor_url: str) -> float:
     if not focused:
         raise SystemExit("the editor was ready but could not take the focus")
     return float(ready)
+
+
+CLICK_TEST = """async () => {
+  const panel = document.querySelector("[data-test-panel]");
+  const output = panel.querySelector("[data-run-output]");
+  const started = performance.now();
+  let first = null;
+  document.querySelector('[data-action="test"]').click();
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no answer within 120 s")), 120000);
+    const observer = new MutationObserver(() => {
+      if (first === null && output.childElementCount > 0) first = performance.now() - started;
+      const status = panel.dataset.runStatus;
+      if (status === "passed" || status === "failed") {
+        clearTimeout(timer);
+        observer.disconnect();
+        resolve({ first: first ?? performance.now() - started, done: performance.now() - started, status });
+      }
+    });
+    observer.observe(panel, { subtree: true, childList: true, attributes: true, characterData: true });
+  });
+}"""
+
+
+def test_clicks(browser: Any, state: Any, editor_url: str, runs: int) -> list[dict[str, Any]]:
+    """Click "Test" ``runs`` times after one unmeasured run; each answer as measured in the page."""
+    context = browser.new_context(storage_state=state)
+    page = context.new_page()
+    ready_ms(page, editor_url)
+    results = []
+    for i in range(runs + 1):
+        result = page.evaluate(CLICK_TEST)
+        if result["status"] != "passed":
+            raise SystemExit(f"the test run {result['status']}: {page.locator('[data-run-traceback]').text_content()}")
+        if i:
+            results.append(result)
+    context.close()
+    return results
 
 
 class ScriptBytes:
@@ -113,7 +155,9 @@ def main() -> None:
     parser.add_argument("--password")
     parser.add_argument("--workspace")
     parser.add_argument("--model", default="bench-editor")
+    parser.add_argument("--template", default="custom", help="the template of the model when it is created")
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--test-runs", type=int, default=5)
     args = parser.parse_args()
     demo_file = ROOT / "var" / "demo.json"
     demo = json.loads(demo_file.read_text()) if demo_file.exists() else {}
@@ -127,7 +171,7 @@ def main() -> None:
         try:
             setup = browser.new_context()
             sign_in(setup, url, username, password)
-            ensure_model(setup, url, workspace, args.model)
+            ensure_model(setup, url, workspace, args.model, args.template)
             state = setup.storage_state()
             setup.close()
 
@@ -144,6 +188,7 @@ def main() -> None:
 
             editor_js = js_of(browser, state, editor_url, "window.podiumIde && window.podiumIde.readyAt")
             page_js = js_of(browser, state, f"{url}/w/{workspace}/models/{args.model}", None)
+            clicks = test_clicks(browser, state, editor_url, args.test_runs) if args.test_runs else []
         finally:
             browser.close()
 
@@ -153,6 +198,12 @@ def main() -> None:
         print(f"{label:<36}{statistics.median(values):>10.0f}{min(values):>10.0f}{max(values):>10.0f}")
     verdict = "within" if statistics.median(cold) <= TARGET_S * 1000 else "OVER"
     print(f"target <= {TARGET_S * 1000:.0f} ms: cold median {verdict}")
+    if clicks:
+        print(f"\n\"Test\" on a warm environment ({args.model}), {len(clicks)} runs")
+        print(f"{'case':<36}{'median ms':>10}{'min ms':>10}{'max ms':>10}")
+        for label, key in (("click -> first output line", "first"), ("click -> answer", "done")):
+            values = [c[key] for c in clicks]
+            print(f"{label:<36}{statistics.median(values):>10.0f}{min(values):>10.0f}{max(values):>10.0f}")
     print(f"\nJavaScript loaded{'':<27}{'decoded KiB':>12}{'wire KiB':>10}  files")
     for label, counted in (("editor page (/edit)", editor_js), ("model page (no editor)", page_js)):
         print(f"{label:<44}{counted.decoded / 1024:>12.0f}{counted.wire / 1024:>10.0f}  "
