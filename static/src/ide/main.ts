@@ -628,7 +628,8 @@ class Ide {
       const existing = this.files.models.get(path);
       if (existing) {
         if (existing.getValue() !== text) existing.setValue(text);
-      } else if (text !== "" || path in theirs.files) {
+      } else if (text !== "") {
+        // A file you deleted stays deleted unless you wrote something into it on the right.
         this.files.add(path, text);
       }
     }
