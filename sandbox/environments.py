@@ -240,6 +240,7 @@ class EnvironmentBuilder:
                 "python": python_version(self.python),
                 "platform": f"{sys.platform}-{platform.machine()}",
                 "variant": variant,
+                "layout": 2,  # 2: bytecode compiled at build time
             },
             sort_keys=True,
         )
@@ -357,7 +358,10 @@ class EnvironmentBuilder:
         req_file = workdir / "requirements.txt"
         req_file.write_text(normalise_requirements(requirements) + "\n")
         index_args, _ = uv_index_args(self.pip_settings)
-        argv = [self.uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--no-progress"]
+        # Sandboxes mount environments read-only, so Python could never cache bytecode for them itself:
+        # compiled at build time, imports in every sandbox start (and every test run) are 2-3x faster.
+        argv = [self.uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--no-progress",
+                "--compile-bytecode"]
         argv += ["-r", str(req_file), *index_args]
         pins = self._cpu_pins(requirements, variant)
         if pins:

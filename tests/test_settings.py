@@ -69,3 +69,19 @@ def test_roles_doc_matches_the_scope_tables():
     from webapp.core.management.commands.write_roles_doc import render
 
     assert (ROOT / "docs" / "roles.md").read_text() == render(), "run `python manage.py write_roles_doc`"
+
+
+def test_every_task_is_on_podiums_celery_app_in_any_process():
+    """A web process that never imported ``workers`` must still queue tasks on Podium's broker."""
+    code = (
+        "import django; django.setup()\n"
+        "from webapp.ide.tasks import run_test\n"
+        "from workers.tasks import deploy_version\n"
+        "assert run_test.app.main == deploy_version.app.main == 'podium', run_test.app.main\n"
+        "run_test.app.loader.import_default_modules()\n"
+        "assert 'webapp.ide.tasks.run_test' in run_test.app.tasks\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -39,7 +39,12 @@ def version_dir(version: ModelVersion) -> Path:
     return root / str(version.workspace_id) / str(version.model_id) / f"v{version.number}"
 
 
+RESERVED_NAMES = {"new"}  # /w/<slug>/models/new is the new-model page
+
+
 def check_name(name: str) -> str:
+    if name in RESERVED_NAMES:
+        raise ActionError(f"'{name}' is reserved; choose another model name.", field="name")
     if not NAME_RE.match(name or ""):
         raise ActionError(
             f"'{name}' is not a valid model name: use lowercase letters, digits and dashes (1-64 characters).",
