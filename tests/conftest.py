@@ -7,14 +7,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+import sandbox
+from sandbox.config import SandboxConfig
+from tests.sandbox.conftest import sandboxes_possible, start_supervisor, stop_supervisor
 from webapp.workspaces import actions
 from webapp.workspaces.access import Access, Actor, workspace_for
 from webapp.workspaces.models import Membership, Workspace
@@ -108,3 +115,66 @@ def bearer(secret: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client
+
+
+# Real sandboxes for deploys and editor test runs ------------------------------------------------
+
+SUPERVISOR: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def serving_var() -> Iterator[Path]:
+    reason = sandboxes_possible()
+    if reason:
+        pytest.fail(f"deploys and test runs need real sandboxes: {reason}")
+    path = Path(tempfile.mkdtemp(prefix="podium-serving-", dir="/tmp"))
+    path.chmod(0o755)
+    config = SandboxConfig(var_dir=path, uid_base=310_000, uid_count=1000)
+    proc = start_supervisor(config)
+    SUPERVISOR["pid"] = proc.pid
+    previous = os.environ.get("PODIUM_VAR_DIR")
+    os.environ["PODIUM_VAR_DIR"] = str(path)
+    os.environ["PODIUM_SANDBOX_UID_BASE"] = "310000"
+    sandbox._executor.cache_clear()
+    yield path
+    stop_supervisor(proc)
+    if previous is None:
+        os.environ.pop("PODIUM_VAR_DIR", None)
+    else:
+        os.environ["PODIUM_VAR_DIR"] = previous
+    os.environ.pop("PODIUM_SANDBOX_UID_BASE", None)
+    sandbox._executor.cache_clear()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def serving(serving_var: Path, settings: Any) -> Iterator[Path]:
+    """Everything a deploy needs, with the Celery deploy task run inline."""
+    from webapp.serving import recorder, routing
+    from workers.celery import app
+
+    artifacts = serving_var / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    artifacts.chmod(0o755)
+    settings.PODIUM_ARTIFACTS_DIR = artifacts
+    settings.PODIUM_READY_TIMEOUT_S = 60
+    settings.PODIUM_DRAIN_S = 0
+    app.conf.task_always_eager = True
+    routing._cache.clear()
+    yield serving_var
+    app.conf.task_always_eager = False
+    routing._cache.clear()
+    recorder.flush()  # this test's call records belong to this test's rows
+    stop_all_sandboxes()
+
+
+def stop_all_sandboxes() -> None:
+    """What one test started (model versions, editor test runs) must not serve or use memory in the next."""
+    from sandbox import SandboxHandle, get_executor
+    from webapp.ide.models import TestRun
+    from webapp.serving.models import ModelVersion
+
+    handles = [*ModelVersion.objects.exclude(sandbox=None).values_list("sandbox", flat=True),
+               *TestRun.objects.exclude(sandbox=None).values_list("sandbox", flat=True)]
+    for handle in handles:
+        get_executor().stop(SandboxHandle.model_validate(handle), grace_s=1)

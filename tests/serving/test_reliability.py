@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from tests.conftest import bearer, key_for
-from tests.serving.conftest import SUPERVISOR, custom_bundle, gateway
+from tests.conftest import SUPERVISOR, bearer, key_for
+from tests.serving.conftest import custom_bundle, gateway
 from tests.serving.test_deploy import ECHO, upload
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
