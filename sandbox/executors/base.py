@@ -33,6 +33,9 @@ class Executor(ABC):
 
     #: the key in ``sandbox.EXECUTORS`` and in ``SandboxHandle.executor``
     name: ClassVar[str]
+    #: whether ``network="outbound"`` can be given without exposing the platform's own services;
+    #: a backend that cannot refuses such a spec with ``SpecNotSupported``
+    supports_outbound_network: ClassVar[bool] = False
 
     @abstractmethod
     def start(self, spec: SandboxSpec) -> SandboxHandle:

@@ -112,6 +112,7 @@ class NomadExecutor(Executor):
     ``poll`` lists such gaps in ``warnings``."""
 
     name = "nomad"
+    supports_outbound_network = True  # the cluster's firewall keeps tasks off Podium's services
 
     def __init__(self, config: NomadConfig | None = None) -> None:
         self.config = config or NomadConfig.from_env()

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from sandbox import Limits, Resources, SandboxError, SandboxHandle, SandboxSpec, get_executor
+from sandbox import Limits, Network, Resources, SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.environments import EnvironmentBuilder
 from webapp.ide import actions
 from webapp.ide import files as f
@@ -205,6 +205,7 @@ def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, An
         resources=Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
                             gpus=int(resources.get("gpus", 0))),
         limits=Limits(wall_time_s=wall_time_s()),
+        network=Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE,
     )
 
 

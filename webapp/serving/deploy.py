@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from sandbox import SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.environments import EnvironmentBuilder
-from sandbox.spec import Resources
+from sandbox.spec import Network, Resources
 from webapp.serving import actions
 from webapp.serving.models import AliasRoute, ModelVersion
 from webapp.workspaces.access import Access, Actor
@@ -112,6 +112,7 @@ def _spec(version: ModelVersion, environment: Path) -> SandboxSpec:
         environment=environment,
         replicas=version.replicas,
         resources=Resources(cpu=version.cpu, memory_mib=version.memory_mib, gpus=version.gpus),
+        network=Network.OUTBOUND if version.workspace.allow_outbound_network else Network.NONE,
     )
 
 

@@ -131,6 +131,31 @@ def rename_workspace(actor: Actor, access: Access, name: str) -> Workspace:
     return workspace
 
 
+NO_OUTBOUND = (
+    "The {executor} executor cannot give sandboxes internet access without also exposing Podium's own services "
+    "(its database and Redis) to them; run sandboxes on a Nomad cluster (PODIUM_EXECUTOR=nomad) to allow it."
+)
+
+
+def set_outbound_network(actor: Actor, access: Access, allow: bool) -> Workspace:
+    """Let this workspace's sandboxes reach the internet, or take that back (admins)."""
+    _require(access, "workspace.update", "change the workspace's network policy")
+    if allow:
+        from sandbox import get_executor
+
+        executor = get_executor()
+        if not executor.supports_outbound_network:
+            raise ActionError(NO_OUTBOUND.format(executor=executor.name), status=409,
+                              field="allow_outbound_network")
+    workspace = access.workspace
+    with transaction.atomic():
+        workspace.allow_outbound_network = allow
+        workspace.save(update_fields=["allow_outbound_network"])
+        record(actor, workspace, "workspace.network", workspace, allow_outbound_network=allow)
+        events.publish(workspace.pk, "workspace.network", {"allow_outbound_network": allow})
+    return workspace
+
+
 def delete_workspace(actor: Actor, access: Access, confirm: str) -> None:
     """Delete the workspace and, by cascade, everything that belongs to it."""
     _require(access, "workspace.delete", "delete the workspace")

@@ -144,10 +144,13 @@ class WorkspaceDetailView(WorkspaceAPIView):
         return self._out()
 
     @extend_schema(request=s.WorkspaceUpdateSerializer, responses=s.WorkspaceSerializer,
-                   summary="Rename a workspace", tags=["workspaces"])
+                   summary="Rename a workspace or change its network policy", tags=["workspaces"])
     def patch(self, request: Request, slug: str) -> Response:
         data = _valid(s.WorkspaceUpdateSerializer, request)
-        actions.rename_workspace(self.actor, self.access, data["name"])
+        if "name" in data:
+            actions.rename_workspace(self.actor, self.access, data["name"])
+        if "allow_outbound_network" in data:
+            actions.set_outbound_network(self.actor, self.access, data["allow_outbound_network"])
         return self._out()
 
     @extend_schema(request=s.WorkspaceDeleteSerializer, responses={204: None},

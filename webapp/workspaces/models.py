@@ -20,6 +20,9 @@ class Workspace(models.Model):
     name = models.CharField(max_length=80)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    allow_outbound_network = models.BooleanField(
+        default=False, help_text="Sandboxes of this workspace may reach the internet (never Podium's own services)."
+    )
 
     class Meta:
         ordering = ["name"]

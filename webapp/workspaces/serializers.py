@@ -15,7 +15,7 @@ class WorkspaceSerializer(serializers.ModelSerializer[Workspace]):
 
     class Meta:
         model = Workspace
-        fields = ["slug", "name", "created_at", "role"]
+        fields = ["slug", "name", "created_at", "role", "allow_outbound_network"]
         read_only_fields = fields
 
     def get_role(self, obj: Workspace) -> str | None:
@@ -30,7 +30,10 @@ class WorkspaceCreateSerializer(serializers.Serializer[Any]):
 
 
 class WorkspaceUpdateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=80)
+    name = serializers.CharField(max_length=80, required=False)
+    allow_outbound_network = serializers.BooleanField(
+        required=False, help_text="Let this workspace's sandboxes reach the internet (never Podium's services)."
+    )
 
 
 class WorkspaceDeleteSerializer(serializers.Serializer[Any]):

@@ -409,21 +409,39 @@ def audit(request: HttpRequest, access: Access) -> HttpResponse:
 # Settings ---------------------------------------------------------------------------
 
 
+def _executor_facts() -> dict[str, Any]:
+    from sandbox import get_executor
+
+    executor = get_executor()
+    return {"executor_name": executor.name, "executor_supports_outbound": executor.supports_outbound_network}
+
+
 def _settings_page(request: HttpRequest, access: Access, rename: RenameForm | None = None,
                    delete: DeleteForm | None = None, status: int = 200) -> HttpResponse:
     context = {
         "rename_form": rename or RenameForm(initial={"name": access.workspace.name}),
         "delete_form": delete or DeleteForm(),
         "owner_count": Membership.objects.filter(workspace=access.workspace, role="owner").count(),
+        **_executor_facts(),
     }
     return page(request, access, "workspaces/settings.html", context, tab="settings", status=status)
 
 
 @workspace_page(GET="workspace.read", POST="workspace.update")
 def settings_page(request: HttpRequest, access: Access) -> HttpResponse:
-    """Workspace settings; POST renames."""
+    """Workspace settings; POST renames, or with ``action=network`` sets the network policy."""
     if request.method == "GET":
         return _settings_page(request, access)
+    if request.POST.get("action") == "network":
+        allow = request.POST.get("allow_outbound_network") == "on"
+        try:
+            actions.set_outbound_network(actor_from_request(request), access, allow)
+        except ActionError as error:
+            messages.error(request, error.message)
+            return _settings_page(request, access, status=error.status)
+        messages.success(request, "Sandboxes of this workspace may now reach the internet." if allow
+                         else "Sandboxes of this workspace have no network again.")
+        return redirect("ws-settings", access.workspace.slug)
     form = RenameForm(request.POST)
     if form.is_valid():
         try:
