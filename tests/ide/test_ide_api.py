@@ -233,3 +233,11 @@ def test_a_test_run_checks_its_files_before_starting(alice, churn):
         format="json")
     assert response.status_code == 400 and "podium.json" in response.json()["detail"]
     assert not TestRun.objects.exists()
+
+
+def test_readers_see_editors_but_are_not_counted_as_editing(alice, acme, churn, member_of):
+    url = f"{BASE}/churn/editing"
+    viewer = member_of("vera", "viewer")
+    assert client_for(viewer).post(url).json() == {"editors": []}
+    assert client_for(alice).post(url).json() == {"editors": []}  # vera is not editing
+    assert [e["username"] for e in client_for(viewer).post(url).json()["editors"]] == ["alice"]

@@ -150,12 +150,14 @@ def _text(value: bytes | str) -> str:
 
 
 def _editing_key(model: Model) -> str:
-    return f"podium:ide:editing:{model.pk}"
+    # The creation time makes the key unique even where ids repeat (a database recreated, tests).
+    return f"podium:ide:editing:{model.pk}:{model.created_at.timestamp():.6f}"
 
 
 def heartbeat(actor: Actor, access: Access, model: Model, leaving: bool = False) -> list[dict[str, str]]:
-    """Note that the actor has the model open (or, ``leaving``, closed it); return the *others*
-    seen in the last 45 s. Publishes ``model.editing`` when the set of editors changes.
+    """Note that the actor has the model open for editing (or, ``leaving``, closed it); return the
+    *others* seen in the last 45 s. Members who cannot edit see the editors but are not counted.
+    Publishes ``model.editing`` when the set of editors changes.
     Kept in Redis only: losing it loses nothing durable."""
     assert actor.user is not None
     client, key, now = _redis(settings.REDIS_URL), _editing_key(model), timezone.now()
@@ -163,6 +165,9 @@ def heartbeat(actor: Actor, access: Access, model: Model, leaving: bool = False)
     seen = {_text(k): json.loads(v) for k, v in client.hgetall(key).items()}
     live = {name: entry for name, entry in seen.items() if entry["seen"] >= cutoff}
     me = actor.user.username
+    if not access.can("models.write"):
+        # Readers (viewers, operators) see who edits but are not editors themselves.
+        return [{"username": n, "since": e["since"]} for n, e in sorted(live.items()) if n != me]
     after = dict(live)
     if leaving:
         after.pop(me, None)
