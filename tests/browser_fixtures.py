@@ -9,6 +9,7 @@ visible to the server process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -37,7 +38,7 @@ CHROMIUM_ARGS = [
 ]
 SERVER_START_TIMEOUT_S = 30.0
 
-__all__ = ["artifacts", "browser", "frontend_build", "new_context", "podium_server"]
+__all__ = ["artifacts", "browser", "frontend_build", "new_context", "podium_server", "run_podium"]
 
 
 def _free_port() -> int:
@@ -74,37 +75,52 @@ def frontend_build() -> Path:
     return build
 
 
-@pytest.fixture(scope="session")
-def podium_server(django_db_setup: Any, frontend_build: Path) -> Iterator[str]:
-    """Base URL of ``uvicorn webapp.asgi:application`` serving the test database."""
+@contextlib.contextmanager
+def run_podium(log_name: str, env: dict[str, str] | None = None, worker: bool = False) -> Iterator[str]:
+    """Podium's web server (and, with ``worker``, a Celery worker) on the test database, for tests that
+    need real processes; yields the base URL. ``env`` adds or overrides variables (a sandbox var dir...).
+    Output goes to ``test-artifacts/<log_name>``."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "server.log"
-    env = {
+    log_path = ARTIFACTS / log_name
+    full_env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "PODIUM_URL": url,
+        "PODIUM_SECRET_KEY": settings.SECRET_KEY,  # the test's session cookies must open the server's pages
         "PODIUM_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
+    commands = [[sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(port), "--lifespan", "off", "--no-access-log"]]
+    if worker:
+        commands.append([sys.executable, "-m", "celery", "-A", "workers", "worker", "-l", "warning",
+                         "--concurrency", "2", "--without-heartbeat", "--without-gossip", "--without-mingle"])
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "off", "--no-access-log"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        procs = [subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+                 for command in commands]
     try:
-        _wait_until_serving(url, process, log_path)
+        _wait_until_serving(url, procs[0], log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in procs:
+            process.terminate()
+        for process in procs:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def podium_server(django_db_setup: Any, frontend_build: Path) -> Iterator[str]:
+    """Base URL of ``uvicorn webapp.asgi:application`` serving the test database."""
+    with run_podium("server.log") as url:
+        yield url
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

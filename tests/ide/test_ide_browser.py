@@ -17,16 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 from django.utils.crypto import get_random_string
@@ -34,13 +31,11 @@ from rest_framework.test import APIClient
 
 from sandbox.config import SandboxConfig
 from tests.browser_fixtures import (
-    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
-    _database_url,
-    _free_port,
     artifacts,
     frontend_build,
+    run_podium,
 )
 from tests.conftest import PASSWORD, Person, key_for, make_user
 from tests.sandbox.conftest import sandboxes_possible, start_supervisor, stop_supervisor
@@ -93,52 +88,10 @@ def sklearn_environment(browser_var: Path) -> None:
 def ide_server(browser_var: Path, sklearn_environment: None, django_db_setup: Any,
                frontend_build: Path) -> Iterator[str]:
     """uvicorn and a Celery worker on the test database, with the sandbox supervisor of ``browser_var``."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "ide-browser-server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PODIUM_URL": url,
-        "PODIUM_SECRET_KEY": settings.SECRET_KEY,
-        "PODIUM_VAR_DIR": str(browser_var),
-        "PODIUM_ARTIFACTS_DIR": str(browser_var / "artifacts"),
-        "PODIUM_DRAIN_S": "0",
-        "PODIUM_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as log:
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
-                              "--port", str(port), "--lifespan", "off", "--no-access-log"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-            subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "worker", "-l", "warning",
-                              "--concurrency", "2", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-        ]
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert procs[0].poll() is None, log_path.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/accounts/login", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.2)
+    env = {"PODIUM_VAR_DIR": str(browser_var), "PODIUM_ARTIFACTS_DIR": str(browser_var / "artifacts"),
+           "PODIUM_DRAIN_S": "0"}
+    with run_podium("ide-browser-server.log", env, worker=True) as url:
         yield url
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def person(username: str) -> Person:

@@ -3,11 +3,13 @@ roll out, split traffic, roll back, and see each failure named by its step."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
 from tests.conftest import bearer, key_for
 from tests.serving.conftest import custom_bundle, flush_calls, gateway
+from webapp.asgi import application
 from webapp.serving.models import Invocation, ModelVersion
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -215,6 +217,12 @@ def test_prometheus_metrics_count_calls(deployer, invoke_key, settings):
     text = asyncio.run(scrape()).text
     assert 'podium_predictions_total{' in text and 'model="greeter"' in text and 'status="200"' in text
     assert "podium_prediction_latency_seconds_bucket" in text
+    async def scrape_from_afar():
+        transport = httpx.ASGITransport(app=application, client=("10.1.2.3", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/metrics")
+
+    assert asyncio.run(scrape_from_afar()).status_code == 401  # no token set: this host only
     settings.PODIUM_METRICS_TOKEN = "s3cret"
     assert asyncio.run(scrape()).status_code == 401
     assert asyncio.run(scrape({"authorization": "Bearer s3cret"})).status_code == 200

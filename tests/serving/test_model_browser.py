@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,14 +27,11 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.browser_fixtures import (
-    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
-    _database_url,
-    _free_port,
-    _wait_until_serving,
     artifacts,
     frontend_build,
+    run_podium,
 )
 from tests.conftest import Person, bearer, key_for
 from tests.serving.conftest import custom_bundle
@@ -76,37 +70,9 @@ def upload(client: APIClient, name: str, bundle: bytes) -> Any:
 @pytest.fixture(scope="module")
 def serving_server(serving_var: Path, django_db_setup: Any, frontend_build: Path) -> Iterator[str]:
     """uvicorn on the test database, with the sandbox supervisor and artifact store of ``serving``."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "model-browser-server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PODIUM_URL": url,
-        "PODIUM_SECRET_KEY": settings.SECRET_KEY,  # the test's sessions must open the server's pages
-        "PODIUM_VAR_DIR": str(serving_var),
-        "PODIUM_ARTIFACTS_DIR": str(serving_var / "artifacts"),
-        "PODIUM_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "off", "--no-access-log"],
-            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_serving(url, process, log_path)
+    env = {"PODIUM_VAR_DIR": str(serving_var), "PODIUM_ARTIFACTS_DIR": str(serving_var / "artifacts")}
+    with run_podium("model-browser-server.log", env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def session_cookie(person: Person, url: str) -> dict[str, str]:

@@ -9,16 +9,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from django.conf import settings
 
-from tests.browser_fixtures import _database_url, _free_port
+from tests.browser_fixtures import run_podium
 from tests.conftest import key_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -41,49 +39,12 @@ print(json.dumps({{"version": deployment.version, "url": deployment.url,
 
 
 @pytest.fixture
-def podium_stack(serving: Path, django_db_setup: Any, tmp_path: Path) -> Iterator[str]:
+def podium_stack(serving: Path, django_db_setup: Any) -> Iterator[str]:
     """Podium's web server and a Celery worker on the test database, with the test's sandbox supervisor."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PODIUM_URL": url,
-        "PODIUM_SECRET_KEY": settings.SECRET_KEY,
-        "PODIUM_VAR_DIR": str(serving),
-        "PODIUM_ARTIFACTS_DIR": str(serving / "artifacts"),
-        "PODIUM_DRAIN_S": "1",
-        "PODIUM_LOG_LEVEL": "WARNING",
-    }
-    logs = tmp_path / "stack.log"
-    with logs.open("wb") as log:
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--port", str(port),
-                              "--no-access-log"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-            subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "worker", "-l", "warning",
-                              "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-        ]
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, logs.read_text()[-3000:]
-            time.sleep(0.2)
+    env = {"PODIUM_VAR_DIR": str(serving), "PODIUM_ARTIFACTS_DIR": str(serving / "artifacts"),
+           "PODIUM_DRAIN_S": "1"}
+    with run_podium("sdk-end-to-end-server.log", env, worker=True) as url:
         yield url
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def deploy_from_a_script(url: str, key: str, tmp_path: Path, module: str, estimator: str, params: str) -> dict:

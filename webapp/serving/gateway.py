@@ -92,12 +92,20 @@ class Gateway:
             await self.fallback(scope, receive, send)
 
     async def metrics(self, scope: Scope, send: Send) -> None:
-        """Prometheus metrics; with ``PODIUM_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+        """Prometheus metrics. They name every workspace's models, so they are not public: with
+        ``PODIUM_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``; without it, only for
+        clients on this host (a Prometheus agent beside Podium)."""
         token = settings.PODIUM_METRICS_TOKEN
         headers = dict(scope["headers"])
-        if token and not secrets.compare_digest(headers.get(b"authorization", b""), f"Bearer {token}".encode()):
-            status, body, content_type = 401, b'{"detail": "Send the metrics token as a bearer token."}', (
-                b"application/json")
+        client_host = (scope.get("client") or ("", 0))[0]
+        if token:
+            allowed = secrets.compare_digest(headers.get(b"authorization", b""), f"Bearer {token}".encode())
+        else:
+            allowed = client_host in ("127.0.0.1", "::1")
+        if not allowed:
+            status, body, content_type = 401, (
+                b'{"detail": "Set PODIUM_METRICS_TOKEN and send it as a bearer token, '
+                b'or scrape /metrics from the Podium host."}'), b"application/json"
         else:
             status, body = 200, prometheus_client.generate_latest()
             content_type = prometheus_client.CONTENT_TYPE_LATEST.encode()
