@@ -14,7 +14,6 @@ from django.test import Client
 
 from tests.conftest import client_for
 from webapp.asgi import application
-from webapp.ide import catalog
 from webapp.serving.models import ModelVersion
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -200,7 +199,6 @@ def test_a_deploy_from_the_editor_reaches_ready(alice, acme, sandboxes):
     assert ModelVersion.objects.get(model__name="greeter", number=2).status == "ready"
 
 
-@pytest.mark.skipif("zero-shot" not in catalog.templates(), reason="no zero-shot template")
 def test_the_zero_shot_template_passes(alice, acme, sandboxes):
     source = create(alice, "triage", "zero-shot")
     started = time.monotonic()
