@@ -69,10 +69,15 @@ class UpRun:
         return self.log.read_text(errors="replace")
 
     def wait_healthy(self) -> None:
+        """Until /healthz answers 200 and up has announced it.
+
+        up polls /healthz on its own schedule (up to a second apart), so a 200 seen here can come just before
+        up prints its banner; stopping at that moment would race the banner.
+        """
         deadline = time.monotonic() + START_TIMEOUT
-        while get(f"{self.url}/healthz") != 200:
+        while get(f"{self.url}/healthz") != 200 or "Podium is up at" not in self.output():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"/healthz never answered 200; up's output ends with:\n{self.output()[-6000:]}")
+                pytest.fail(f"up never announced a healthy Podium; its output ends with:\n{self.output()[-6000:]}")
             time.sleep(0.5)
 
     def record_processes(self) -> None:
