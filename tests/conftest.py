@@ -171,10 +171,13 @@ def serving(serving_var: Path, settings: Any) -> Iterator[Path]:
 def stop_all_sandboxes() -> None:
     """What one test started (model versions, editor test runs) must not serve or use memory in the next."""
     from sandbox import SandboxHandle, get_executor
-    from webapp.ide.models import TestRun
+    from webapp.ide import runner
+    from webapp.ide.models import TestRun, WarmRunner
     from webapp.serving.models import ModelVersion
 
+    runner.join_threads()
     handles = [*ModelVersion.objects.exclude(sandbox=None).values_list("sandbox", flat=True),
-               *TestRun.objects.exclude(sandbox=None).values_list("sandbox", flat=True)]
+               *TestRun.objects.exclude(sandbox=None).values_list("sandbox", flat=True),
+               *WarmRunner.objects.exclude(handle=None).values_list("handle", flat=True)]
     for handle in handles:
         get_executor().stop(SandboxHandle.model_validate(handle), grace_s=1)

@@ -315,3 +315,22 @@ def test_predict_errors_come_back_with_the_models_message(deployer, invoke_key):
     assert fine.status_code == 200 and fine.json() == {"ok": True}
     logs = deployer.get("/api/v1/workspaces/acme/models/moody/versions/1/logs?tail=100").json()["lines"]
     assert any("RuntimeError: the feature store is down" in line["text"] for line in logs)  # the traceback
+
+
+def test_deleting_the_workspace_stops_its_model_servers(deployer, alice, acme):
+    import time
+
+    from sandbox import SandboxHandle, State, get_executor
+    from tests.conftest import client_for
+
+    assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "hi"})).status_code == 201
+    handle = SandboxHandle.model_validate(ModelVersion.objects.get(model__name="greeter").sandbox)
+    assert get_executor().poll(handle).state == State.RUNNING
+
+    response = client_for(alice).delete("/api/v1/workspaces/acme", {"confirm": "acme"}, format="json")
+
+    assert response.status_code == 204
+    deadline = time.monotonic() + 15
+    while get_executor().poll(handle).state != State.STOPPED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert get_executor().poll(handle).state == State.STOPPED

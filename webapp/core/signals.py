@@ -7,6 +7,7 @@ from typing import Any
 PERIODIC_TASKS = {
     "prune expired invitations": ("workers.tasks.prune_expired_invitations", {"hours": 24}),
     "stop drained model versions": ("workers.tasks.stop_drained_versions", {"seconds": 30}),
+    "retire idle warm runners": ("webapp.ide.tasks.retire_idle_warm_runners", {"seconds": 60}),
 }
 
 

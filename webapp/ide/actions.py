@@ -268,3 +268,25 @@ def start_test_run(actor: Actor, access: Access, model: Model, files: Any, sampl
 
         transaction.on_commit(lambda: runner.dispatch(run.pk))
     return run
+
+
+def prewarm(actor: Actor, access: Access, model: Model, files: Any = None) -> str:
+    """Start a warm runner for the member's next test run of ``files`` (default: their draft, else the saved
+    source), so that it starts with its libraries imported; the runner's state in a word
+    (``webapp.ide.warm.prewarm``). Starts nothing when the environment is not built yet."""
+    _require(access, "models.write", "test model code")
+    source = source_of(model)
+    if files is None:
+        draft = Draft.objects.filter(model=model, user=actor.user).first()
+        chosen = dict(draft.files) if draft is not None and draft.files else dict(source.files)
+    else:
+        chosen = f.check_files(files, read_only=source.binary)
+    if not chosen or actor.user is None:
+        return "off"
+    binaries = _binaries(model, source, chosen)
+    manifest = f.manifest_for(chosen, list(binaries))
+    probe = TestRun(workspace=access.workspace, model=model, created_by=actor.user, files=chosen,
+                    requirements="\n".join(manifest["requirements"]))
+    from webapp.ide import warm
+
+    return warm.prewarm(probe, manifest, model.name)

@@ -162,6 +162,19 @@ class TestRunListView(_ModelView):
         return Response({"id": run.pk, "status": "queued"}, status=status.HTTP_201_CREATED)
 
 
+class WarmRunnerView(_ModelView):
+    perms: ClassVar[dict[str, str]] = {"POST": "models.write"}
+
+    @extend_schema(request=s.WarmRunnerRequestSerializer, responses={202: s.WarmRunnerStateSerializer},
+                   summary="Get a warm runner ready for your next Test (the editor calls it when it opens)",
+                   tags=["editor"])
+    def post(self, request: Request, slug: str, name: str) -> Response:
+        model = self.model(name)
+        data = _valid(s.WarmRunnerRequestSerializer, request)
+        state = actions.prewarm(self.actor, self.access, model, data.get("files"))
+        return Response({"status": state}, status=status.HTTP_202_ACCEPTED)
+
+
 class TestRunDetailView(_ModelView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read"}
 

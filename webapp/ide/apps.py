@@ -6,5 +6,6 @@ class IdeConfig(AppConfig):
     label = "ide"
 
     def ready(self) -> None:
-        # Registers the test-run task with Celery in every process that loads Django (web and worker).
-        from webapp.ide import tasks  # noqa: F401
+        # tasks: registers the test-run tasks with Celery in every process that loads Django (web and
+        # worker); warm: connects the receiver that stops a warm runner's sandbox when its row is deleted.
+        from webapp.ide import tasks, warm  # noqa: F401

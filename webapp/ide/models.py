@@ -9,7 +9,9 @@ Terms:
 - **draft**: one member's unsaved edits of one model (:class:`Draft`), kept so that a
   reload or another browser loses nothing.
 - **test run**: ``load()`` then ``predict()`` of some files on a sample input in a
-  oneshot sandbox (:class:`TestRun`); never a deploy.
+  sandbox (:class:`TestRun`); never a deploy.
+- **warm runner**: a long-running sandbox of one member that has imported the libraries of
+  one environment and forks a child per test run (:class:`WarmRunner`, ``webapp/ide/warm.py``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class TestRun(models.Model):
     error = models.JSONField(null=True, blank=True)
     failed_step = models.CharField(max_length=16, blank=True)
     environment_cached = models.BooleanField(null=True)
+    warm = models.BooleanField(null=True, help_text="ran in a warm runner (libraries already imported)")
     sandbox = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -104,3 +107,30 @@ class TestRun(models.Model):
     @property
     def done(self) -> bool:
         return self.status in FINAL_RUN_STATES
+
+
+WARM_STATES = ["starting", "ready"]
+
+
+class WarmRunner(models.Model):
+    """One warm runner sandbox. ``key`` names what it can run (see ``webapp.ide.warm.key_for``); a row
+    exists from the moment one process decides to start it, so two processes never start the same one.
+    Deleting the row (retiring it, or by cascade) stops its sandbox."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    key = models.CharField(max_length=64, unique=True)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    environment = models.CharField(max_length=500)
+    preload = models.JSONField(default=list)
+    handle = models.JSONField(null=True, blank=True, help_text="the executor's handle once started")
+    status = models.CharField(max_length=16, default="starting", choices=[(s, s) for s in WARM_STATES])
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    runs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-last_used_at"])]
+
+    def __str__(self) -> str:
+        return f"warm runner {self.id} ({self.status})"

@@ -20,11 +20,13 @@ output is stored on the run when it ends.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from django.utils import timezone
 
 from sandbox import Limits, Network, Resources, SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.environments import EnvironmentBuilder
-from webapp.ide import actions
+from webapp.ide import actions, warm
 from webapp.ide import files as f
 from webapp.ide.models import TestRun
 from webapp.serving.bundles import RUNTIME_DIR
@@ -69,7 +71,7 @@ def run_dir(run: TestRun) -> Path:
 
 def status_message(run: TestRun) -> dict[str, Any]:
     return {"event": "status", "status": run.status, "result": run.result, "error": run.error,
-            "failed_step": run.failed_step or None}
+            "failed_step": run.failed_step or None, "warm": run.warm}
 
 
 # Runs started in threads of this process at once; beyond that they queue for the worker.
@@ -84,7 +86,9 @@ def dispatch(run_id: str) -> None:
         return
     try:
         if EnvironmentBuilder().lookup(run.requirements) is not None and _THREAD_SLOTS.acquire(blocking=False):
-            threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True).start()
+            thread = threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True)
+            _threads.add(thread)
+            thread.start()
             return
         from webapp.ide.tasks import run_test
 
@@ -95,12 +99,23 @@ def dispatch(run_id: str) -> None:
                              error=_error("PlatformError", f"The test run could not start: {exc}"))
 
 
+_threads: set[threading.Thread] = set()
+
+
 def _in_thread(run_id: str) -> None:
     try:
         execute(run_id)
     finally:
         _THREAD_SLOTS.release()
         connection.close()
+        _threads.discard(threading.current_thread())
+
+
+def join_threads(timeout: float = 60.0) -> None:
+    """Wait for the runs this process runs in threads, and the warm runners they start (tests)."""
+    for thread in list(_threads):
+        thread.join(timeout)
+    warm.join_pending(timeout)
 
 
 class Reporter:
@@ -157,10 +172,17 @@ def execute(run_id: str) -> None:
         environment = _environment(run, reporter)
         if environment is None:
             return
-        handle = _start(run, reporter, workdir, environment)
+        manifest, binaries = _bundle_parts(run)
+        network = Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE
+        wanted = warm.wanted_for(run, environment, manifest, network)
+        if wanted is not None and _run_warm(run, reporter, wanted, manifest, binaries):
+            return
+        handle = _start(run, reporter, workdir, environment, manifest, binaries)
         if handle is None:
             return
         _follow(run, reporter, handle)
+        if wanted is not None:
+            warm.start_soon(wanted, run.model.name)  # so that the next run of this member is warm
     except Exception as exc:  # noqa: BLE001 - any failure is reported on the run, never lost
         log.exception("test run %s failed", run_id)
         reporter.line("system", f"podium: {type(exc).__name__}: {exc}")
@@ -192,7 +214,8 @@ def _environment(run: TestRun, reporter: Reporter) -> Path | None:
     return found.path
 
 
-def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, Any]) -> SandboxSpec:
+def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, Any],
+          network: Network) -> SandboxSpec:
     resources = manifest.get("resources") or {}
     return SandboxSpec(
         workspace=run.workspace.slug,
@@ -205,14 +228,18 @@ def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, An
         resources=Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
                             gpus=int(resources.get("gpus", 0))),
         limits=Limits(wall_time_s=wall_time_s()),
-        network=Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE,
+        network=network,
     )
 
 
-def _lay_out(run: TestRun, workdir: Path) -> dict[str, Any]:
+def _bundle_parts(run: TestRun) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The run's manifest and the saved source's binary files it uses."""
     source = actions.source_of(run.model)
     binaries = actions._binaries(run.model, source, run.files)
-    manifest = f.manifest_for(run.files, list(binaries))
+    return f.manifest_for(run.files, list(binaries)), binaries
+
+
+def _lay_out(run: TestRun, workdir: Path, manifest: dict[str, Any], binaries: dict[str, Path]) -> None:
     code = workdir / "code"
     shutil.rmtree(workdir, ignore_errors=True)
     (code / "bundle").mkdir(parents=True)
@@ -227,41 +254,90 @@ def _lay_out(run: TestRun, workdir: Path) -> dict[str, Any]:
         os.chmod(dirpath, 0o755)  # noqa: S103 - sandboxes read (never write) the files
         for name in names:
             os.chmod(os.path.join(dirpath, name), 0o644)
-    return manifest
 
 
-def _start(run: TestRun, reporter: Reporter, workdir: Path, environment: Path) -> SandboxHandle | None:
-    manifest = _lay_out(run, workdir)
+def _start(run: TestRun, reporter: Reporter, workdir: Path, environment: Path, manifest: dict[str, Any],
+           binaries: dict[str, Path]) -> SandboxHandle | None:
+    _lay_out(run, workdir, manifest, binaries)
+    network = Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE
     try:
-        handle = get_executor().start(_spec(run, workdir, environment, manifest))
+        handle = get_executor().start(_spec(run, workdir, environment, manifest, network))
     except SandboxError as exc:
         reporter.line("system", f"podium: the sandbox could not start: {exc}")
         reporter.status("failed", failed_step="start", error=_error("SandboxError", str(exc)))
         return None
     reporter.status("running", sandbox=handle.model_dump(mode="json"),
-                    environment_cached=run.environment_cached)
+                    environment_cached=run.environment_cached, warm=False)
     return handle
 
 
 def _follow(run: TestRun, reporter: Reporter, handle: SandboxHandle) -> None:
     executor = get_executor()
-    outcome: dict[str, Any] | None = None
-    phase = "load"
-    for line in executor.logs(handle, follow=True):
-        if line.text.startswith(RESULT_PREFIX):
-            try:
-                outcome = json.loads(line.text[len(RESULT_PREFIX):])
-            except ValueError:
-                outcome = None
-            continue
-        if line.text.startswith("[podium] loaded in"):
-            phase = "predict"
-        reporter.line(line.stream, line.text, line.time.isoformat())
+    lines = ((line.stream, line.text, line.time.isoformat()) for line in executor.logs(handle, follow=True))
+    outcome, phase = _relay(reporter, lines)
     status = executor.wait(handle, timeout=10)
     if not status.done:
         status = executor.stop(handle, grace_s=1)
-    if status.limit is not None:
-        message = status.reason or f"the {status.limit} limit was reached"
+    _finish(reporter, outcome, phase, limit=status.limit, reason=status.reason, exit_code=status.exit_code)
+
+
+def _run_warm(run: TestRun, reporter: Reporter, wanted: warm.Wanted, manifest: dict[str, Any],
+              binaries: dict[str, Path]) -> bool:
+    """Run in a ready warm runner: True when it ran (its outcome is recorded), False when there is no
+    runner or it could not take the run before anything ran (the caller runs it the oneshot way)."""
+    found = warm.find(wanted)
+    if found is None:
+        return False
+    bundle = f.bundle_tar(run.files, binaries, manifest)
+    frames = warm.run(found.address, bundle, run.sample_input, wall_time_s())
+    try:
+        first = next(frames)
+    except warm.RunnerUnreachable as exc:
+        warm.retire(found.runner, f"it did not take a run: {exc}")
+        return False
+    except StopIteration:
+        first = None
+    reporter.status("running", sandbox=found.runner.handle, environment_cached=True, warm=True)
+    ending: dict[str, Any] = {}
+
+    def lines() -> Iterator[tuple[str, str, str | None]]:
+        for frame in itertools.chain([first] if first else [], frames):
+            if "exit" in frame:
+                ending.update(frame)
+                return
+            yield str(frame.get("stream", "stdout")), str(frame.get("text", "")), frame.get("time")
+
+    outcome, phase = _relay(reporter, lines())
+    if not ending:
+        warm.retire(found.runner, "the connection ended during a run")
+        reason = "the warm sandbox stopped during the run"
+    else:
+        reason = ending.get("reason")
+    _finish(reporter, outcome, phase, limit=ending.get("limit"), reason=reason, exit_code=ending.get("exit"))
+    return True
+
+
+def _relay(reporter: Reporter, lines: Iterable[tuple[str, str, str | None]]) -> tuple[dict[str, Any] | None, str]:
+    """Pass the run's output on, live; the harness's result line (not shown) and the phase reached."""
+    outcome: dict[str, Any] | None = None
+    phase = "load"
+    for stream, text, when in lines:
+        if text.startswith(RESULT_PREFIX):
+            try:
+                outcome = json.loads(text[len(RESULT_PREFIX):])
+            except ValueError:
+                outcome = None
+            continue
+        if text.startswith("[podium] loaded in"):
+            phase = "predict"
+        reporter.line(stream, text, when)
+    return outcome, phase
+
+
+def _finish(reporter: Reporter, outcome: dict[str, Any] | None, phase: str, *, limit: str | None,
+            reason: str | None, exit_code: int | None) -> None:
+    if limit is not None:
+        message = reason or f"the {limit} limit was reached"
         reporter.line("system", f"podium: {message}")
         reporter.status("failed", failed_step="limit", error=_error("LimitExceeded", message))
     elif outcome is not None and outcome.get("ok"):
@@ -271,7 +347,7 @@ def _follow(run: TestRun, reporter: Reporter, handle: SandboxHandle) -> None:
         error = outcome.get("error") or _error("Error", "the test failed")
         reporter.status("failed", failed_step=outcome.get("step", phase), error=error)
     else:
-        message = status.reason or f"the sandbox exited with code {status.exit_code} before reporting a result"
+        message = reason or f"the sandbox exited with code {exit_code} before reporting a result"
         reporter.line("system", f"podium: {message}")
         reporter.status("failed", failed_step=phase, error=_error("SandboxExited", message))
 

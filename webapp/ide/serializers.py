@@ -39,6 +39,10 @@ class TestRunCreateSerializer(serializers.Serializer[Any]):
     sample_input = serializers.JSONField(allow_null=True)
 
 
+class WarmRunnerRequestSerializer(serializers.Serializer[Any]):
+    files = FilesField(required=False, help_text="the files a Test would send; default: your draft, else the source")
+
+
 class DeploySerializer(serializers.Serializer[Any]):
     files = FilesField(required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
@@ -136,14 +140,20 @@ class TestRunSerializer(serializers.ModelSerializer[TestRun]):
 
     class Meta:
         model = TestRun
-        fields = ["id", "status", "output", "result", "error", "failed_step", "environment_cached", "created_by",
-                  "created_at", "started_at", "finished_at"]
+        fields = ["id", "status", "output", "result", "error", "failed_step", "environment_cached", "warm",
+                  "created_by", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 
     def to_representation(self, instance: TestRun) -> dict[str, Any]:
         data = super().to_representation(instance)
         data["failed_step"] = instance.failed_step or None
         return data
+
+
+class WarmRunnerStateSerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=["ready", "starting", "cold", "off"], help_text=(
+        "ready: the next Test starts with the libraries imported; starting: it will be soon; cold: the "
+        "environment is not built yet (the first Test builds it); off: GPU models and PODIUM_IDE_WARM_RUNNERS=0"))
 
 
 class TestRunCreatedSerializer(serializers.Serializer[Any]):

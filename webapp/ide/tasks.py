@@ -11,3 +11,11 @@ def run_test(run_id: str) -> None:
     from webapp.ide.runner import execute
 
     execute(run_id)
+
+
+@shared_task(name="webapp.ide.tasks.retire_idle_warm_runners")
+def retire_idle_warm_runners() -> int:
+    """Stop warm runners nobody used for PODIUM_IDE_WARM_IDLE_S (beat runs it every minute)."""
+    from webapp.ide.warm import retire_idle
+
+    return retire_idle()

@@ -49,6 +49,8 @@ urlpatterns = [
     path("workspaces/<slug:slug>/models/<slug:name>/editing", ide.EditingView.as_view(), name="api-model-editing"),
     path("workspaces/<slug:slug>/models/<slug:name>/syntax", ide.SyntaxView.as_view(), name="api-model-syntax"),
     path("workspaces/<slug:slug>/models/<slug:name>/test-runs", ide.TestRunListView.as_view(), name="api-test-runs"),
+    path("workspaces/<slug:slug>/models/<slug:name>/warm-runner", ide.WarmRunnerView.as_view(),
+         name="api-model-warm-runner"),
     path("workspaces/<slug:slug>/models/<slug:name>/test-runs/<slug:run_id>", ide.TestRunDetailView.as_view(),
          name="api-test-run"),
     path("workspaces/<slug:slug>/models/<slug:name>/deploy", ide.DeployView.as_view(), name="api-model-deploy"),

@@ -221,6 +221,14 @@ class Ide {
     this.deployer = new DeployPanel(deployRoot, this.root, this.api, this.slug, this.model);
     this.deployer.sampleBody = () => sample.value;
     this.startPresence();
+    if (this.canWrite) void this.prewarm();
+  }
+
+  /** Ask for a warm runner for this code, so that the first Test starts with its libraries imported
+   * (only when its environment is built; the server starts nothing otherwise). Best effort: a refusal
+   * changes nothing on the page. */
+  private async prewarm(): Promise<void> {
+    await call("POST", `${this.api}/warm-runner`, { files: this.files.current() });
   }
 
   // Files, tree and tabs ----------------------------------------------------------------------

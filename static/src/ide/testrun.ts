@@ -28,6 +28,8 @@ export interface RunState {
   result?: { load_ms?: number; predict_ms?: number; answer?: unknown } | null;
   error?: RunError | null;
   failed_step?: string | null;
+  /** true when the run started in a warm runner, its libraries already imported */
+  warm?: boolean | null;
   output?: RunLine[];
 }
 
@@ -140,7 +142,8 @@ export class TestPanel {
       this.setStatus("passed", "Passed");
       const { load_ms: load, predict_ms: predict } = state.result;
       const fmt = (ms: number | undefined): string => (ms == null ? "–" : `${Math.round(ms)} ms`);
-      this.part("[data-run-timing]").textContent = `load ${fmt(load)} · predict ${fmt(predict)}`;
+      const start = state.warm ? " · warm start" : "";
+      this.part("[data-run-timing]").textContent = `load ${fmt(load)} · predict ${fmt(predict)}${start}`;
       this.part("[data-run-answer]").textContent = JSON.stringify(state.result.answer, null, 2);
       this.part("[data-run-answer-wrap]").hidden = false;
     } else if (state.error) {
