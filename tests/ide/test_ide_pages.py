@@ -141,3 +141,28 @@ def test_the_model_page_links_to_its_code(team, churn):
 def test_the_model_list_offers_a_new_model_to_writers_only(team, churn):
     assert 'href="/w/acme/models/new"' in signed_in(team["developer"]).get("/w/acme/models").content.decode()
     assert 'href="/w/acme/models/new"' not in signed_in(team["viewer"]).get("/w/acme/models").content.decode()
+
+
+def _initial(html: str) -> dict:
+    import json
+
+    found = re.search(r'<script id="podium-editor-initial" type="application/json">(.*?)</script>', html, re.S)
+    assert found, "the editor page carries no initial files"
+    return json.loads(found.group(1))
+
+
+def test_the_editor_page_carries_the_source_and_the_members_own_draft(alice, team, churn):
+    from webapp.ide.models import Draft, ModelSource
+
+    ModelSource.objects.create(workspace=churn.workspace, model=churn, files={"model.py": "x = 1\n"}, revision=3)
+    Draft.objects.create(workspace=churn.workspace, model=churn, user=team["developer"].user,
+                         files={"model.py": "x = 2  # mine\n"}, base_revision=3)
+
+    mine = _initial(signed_in(team["developer"]).get("/w/acme/models/churn/edit").content.decode())
+    owners = _initial(signed_in(alice).get("/w/acme/models/churn/edit").content.decode())
+    viewers = _initial(signed_in(team["viewer"]).get("/w/acme/models/churn/edit").content.decode())
+
+    assert mine["source"]["files"] == {"model.py": "x = 1\n"} and mine["source"]["revision"] == 3
+    assert mine["draft"]["files"] == {"model.py": "x = 2  # mine\n"}
+    assert owners["draft"] is None and owners["source"]["revision"] == 3  # another member's draft stays theirs
+    assert viewers["draft"] is None

@@ -11,7 +11,7 @@
  * attached and could take the focus.
  */
 import "../styles/ide.css";
-import { call, detail } from "./api";
+import { type Answer, call, detail } from "./api";
 import { DeployPanel } from "./deploy";
 import { changedPaths, type FileMap, Files, type Source, validPath } from "./files";
 import { configureWorkers, languageOf, monaco } from "./monaco";
@@ -105,9 +105,18 @@ class Ide {
     return this.root.querySelector<T>(selector) as T;
   }
 
+  /** The source and draft the page was rendered with, as the API would have answered them. */
+  private initialFiles(): Promise<[Answer<Source>, Answer<Draft> | undefined]> | undefined {
+    const block = document.getElementById("podium-editor-initial");
+    if (!block?.textContent) return undefined;
+    const initial = JSON.parse(block.textContent) as { source: Source; draft: Draft | null };
+    const draft = initial.draft ? { status: 200, data: initial.draft } : { status: 404, data: {} as Draft };
+    return Promise.resolve([{ status: 200, data: initial.source }, this.canWrite ? draft : undefined]);
+  }
+
   async start(): Promise<void> {
     configureWorkers(this.root.dataset.workerUrl ?? "");
-    const loads = Promise.all([
+    const loads = this.initialFiles() ?? Promise.all([
       call<Source>("GET", `${this.api}/source`),
       this.canWrite ? call<Draft>("GET", `${this.api}/draft`) : Promise.resolve(undefined),
     ]);
@@ -140,6 +149,7 @@ class Ide {
       editor: this.editor,
       value: (path: string) => this.files.models.get(path)?.getValue(),
       open: (path: string) => this.open(path),
+      files: () => this.files.current(),
     };
     for (const path of this.files.models.keys()) this.scheduleSyntax(path);
   }
