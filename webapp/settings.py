@@ -228,6 +228,11 @@ PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
 PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
 PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)
 PODIUM_METRICS_TOKEN = envsecret("PODIUM_METRICS_TOKEN", "") or ""
+# The editor's test runs (webapp/ide/runner.py) and warm runners (webapp/ide/warm.py).
+PODIUM_IDE_TEST_WALL_S = envint("PODIUM_IDE_TEST_WALL_S", 120)
+PODIUM_IDE_WARM_RUNNERS = envint("PODIUM_IDE_WARM_RUNNERS", 2)
+PODIUM_IDE_WARM_IDLE_S = envint("PODIUM_IDE_WARM_IDLE_S", 900)
+PODIUM_IDE_WARM_START_TIMEOUT_S = envint("PODIUM_IDE_WARM_START_TIMEOUT_S", 120)
 # Signed artifact URLs for sandboxes on other hosts (webapp/core/artifacts.py, sandbox/signing.py).
 PODIUM_ARTIFACT_ROOT = Path(envstr("PODIUM_ARTIFACT_ROOT", str(VAR_DIR))).resolve()
 PODIUM_ARTIFACT_SIGNING_KEY = envsecret("PODIUM_ARTIFACT_SIGNING_KEY") or SECRET_KEY
