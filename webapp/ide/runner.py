@@ -1,15 +1,21 @@
-"""Running a test run: environment, oneshot sandbox, result.
+"""Running a test run: environment, sandbox, result.
 
-A test run is one oneshot sandbox that runs ``sandbox/runtime/test_harness.py``
-on a copy of the files (mounted read-only at ``/code/bundle``) with the model's
-environment, under a wall-time limit (``PODIUM_IDE_TEST_WALL_S``, 120 s).
+A test run runs ``sandbox/runtime/test_harness.py`` on the files with the
+model's environment, under a wall-time limit (``PODIUM_IDE_TEST_WALL_S``, 120 s),
+in one of two places:
 
-Where it runs: when the environment for the requirements is already built (the
-warm path, a file check), :func:`dispatch` runs it at once in a thread of the
+- the member's **warm runner** for this environment and set of imports, when one
+  is ready (``webapp/ide/warm.py``): the bundle goes over its socket and a child
+  forked from a process that already imported the libraries runs the harness;
+- otherwise a **oneshot sandbox**, on a copy of the files mounted read-only at
+  ``/code/bundle``; afterwards a warm runner is started for the next run.
+
+Where the run is driven from: when the environment for the requirements is
+already built (a file check), :func:`dispatch` runs it at once in a thread of the
 calling process, so a click does not wait for a Celery hop; otherwise the
 Celery task ``webapp.ide.tasks.run_test`` builds the environment in the worker
-and runs it there. Either way only the sandbox runs the user's code: this
-module writes files, talks to the executor and reads the harness's output.
+and runs it there. Either way only a sandbox runs the user's code: this module
+writes files, talks to the executor or the runner and reads the harness's output.
 
 Live output: each line goes to a Redis list (``podium:ide:run:<id>:lines``,
 what a late websocket or a GET reads first) and then to the channel group
