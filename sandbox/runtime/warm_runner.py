@@ -17,7 +17,8 @@ Protocol, on ``PODIUM_LISTEN`` (``unix:/path`` or ``tcp:HOST:PORT``), one reques
 connection. The client sends one JSON line, then for a run the bundle:
 
 - ``{"op": "ping"}`` → ``{"ready": true, "preloaded": [...], "failed": {module: error},
-  "preload_ms": float, "runs": int}``
+  "preload_ms": float, "runs": int}``; an HTTP ``GET`` (any path; the health check Nomad's
+  service registration makes) gets the same JSON with ``200 OK``
 - ``{"op": "run", "size": N, "sample_input": ..., "wall_time_s": T}`` followed by N
   bytes of a tar (plain or gzip) of the bundle (``model.py``, ``requirements.txt``,
   ``podium.json``, ...). The answer is JSON lines: ``{"stream": "stdout"|"stderr",
@@ -118,6 +119,8 @@ def read_request(conn: socket.socket) -> tuple[dict[str, Any], bytes]:
         if len(buffer) > MAX_HEADER and b"\n" not in buffer:
             raise ValueError("the request header is too long")
     line, _, rest = buffer.partition(b"\n")
+    if line.startswith(b"GET "):  # an HTTP health check (Nomad's service check): answered like a ping
+        return {"op": "http-health"}, b""
     header = json.loads(line)
     size = int(header.get("size") or 0)
     if not 0 <= size <= MAX_BUNDLE:
@@ -278,6 +281,13 @@ class Runner:
             return
         if header.get("op") == "ping":
             send(conn, {"ready": True, **self.info})
+            conn.close()
+            return
+        if header.get("op") == "http-health":
+            body = json.dumps({"ready": True, **self.info}).encode()
+            with contextlib.suppress(OSError):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
             conn.close()
             return
         if header.get("op") != "run":

@@ -213,6 +213,15 @@ def test_a_bundle_that_reaches_outside_its_directory_is_refused(runner):
     assert any("outside the bundle" in frame.get("text", "") for frame in frames)
 
 
+def test_an_http_health_check_is_answered(runner):
+    import httpx
+
+    sock = runner.address[len("unix:"):]
+    with httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://runner") as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.json()["ready"] is True
+
+
 def test_a_malformed_request_is_refused_and_the_runner_carries_on(runner):
     with warm.connect(runner.address, 2) as sock:
         sock.sendall(b"not json\n")
