@@ -16,9 +16,13 @@ environment's libraries and nothing from the bundle.
 Protocol, on ``PODIUM_LISTEN`` (``unix:/path`` or ``tcp:HOST:PORT``), one request per
 connection. The client sends one JSON line, then for a run the bundle:
 
+Every request but the HTTP health check carries ``"token"``, the runner's secret
+(``WARM_RUNNER_TOKEN`` at start, removed from the environment the runs inherit), so that
+on a cluster nothing else that reaches the port can run code in the sandbox.
+
 - ``{"op": "ping"}`` → ``{"ready": true, "preloaded": [...], "failed": {module: error},
   "preload_ms": float, "runs": int}``; an HTTP ``GET`` (any path; the health check Nomad's
-  service registration makes) gets the same JSON with ``200 OK``
+  service registration makes) gets ``200 {"ready": true}``
 - ``{"op": "run", "size": N, "sample_input": ..., "wall_time_s": T}`` followed by N
   bytes of a tar (plain or gzip) of the bundle (``model.py``, ``requirements.txt``,
   ``podium.json``, ...). The answer is JSON lines: ``{"stream": "stdout"|"stderr",
@@ -27,7 +31,9 @@ connection. The client sends one JSON line, then for a run the bundle:
   "limit": "time"|null, "reason": str|null}``.
 
 If the client goes away, the run is killed; a run past ``wall_time_s`` is killed and
-reported with ``"limit": "time"``. Memory, processes and CPU are the sandbox's own
+reported with ``"limit": "time"``; whatever a run started dies with it, even a process
+that left its process group (the runner is a child subreaper and kills such orphans).
+The exit frame is preceded by an empty line. Memory, processes and CPU are the sandbox's own
 limits, shared by the runs in flight.
 """
 
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import hmac
 import importlib
 import io
 import json
@@ -52,9 +60,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-MAX_HEADER = 64 << 10
+MAX_HEADER = 8 << 20  # the header carries the sample input (up to 1 MiB of JSON)
 MAX_BUNDLE = 512 << 20
 REQUEST_TIMEOUT_S = 30.0
+SEND_TIMEOUT_S = 10.0
+LINE_MAX = 16384  # bytes of output in one line frame
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def log(message: str) -> None:
@@ -119,9 +130,11 @@ def read_request(conn: socket.socket) -> tuple[dict[str, Any], bytes]:
         if len(buffer) > MAX_HEADER and b"\n" not in buffer:
             raise ValueError("the request header is too long")
     line, _, rest = buffer.partition(b"\n")
-    if line.startswith(b"GET "):  # an HTTP health check (Nomad's service check): answered like a ping
+    if line.startswith(b"GET "):  # an HTTP health check (Nomad's service check)
         return {"op": "http-health"}, b""
     header = json.loads(line)
+    if not isinstance(header, dict):
+        raise ValueError("the request header must be a JSON object")
     size = int(header.get("size") or 0)
     if not 0 <= size <= MAX_BUNDLE:
         raise ValueError(f"a bundle of {size} bytes is not accepted")
@@ -175,24 +188,28 @@ def _pump(fd: int, stream: str, conn: socket.socket, lock: threading.Lock) -> No
                 break
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            while len(pending) > LINE_MAX:  # a line that never ends comes in pieces, as the supervisor logs it
+                lines.append(pending[:LINE_MAX])
+                pending = pending[LINE_MAX:]
             for line in lines:
                 send(conn, {"stream": stream, "text": line.decode(errors="replace"), "time": now()}, lock)
         if pending:
             send(conn, {"stream": stream, "text": pending.decode(errors="replace"), "time": now()}, lock)
 
 
-def child(conn: socket.socket, header: dict[str, Any], bundle: bytes) -> int:
-    """In the forked child: unpack, point stdout/stderr at the connection, run the harness."""
+def child(conn: socket.socket, header: dict[str, Any], bundle: bytes, workdir: str) -> int:
+    """In the forked child: unpack into ``workdir`` (made and removed by the parent, so that a killed run
+    leaves nothing behind), point stdout/stderr at the connection, run the harness."""
     os.setpgid(0, 0)  # its own group, so a kill reaches whatever the run started
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     lock = threading.Lock()
-    workdir = tempfile.mkdtemp(prefix="podium-run-")
     pumps = []
     try:
         bundle_dir = os.path.join(workdir, "bundle")
         os.mkdir(bundle_dir)
         extract(bundle, bundle_dir)
+        del bundle
         sample = os.path.join(workdir, "sample_input.json")
         with open(sample, "w") as handle:
             json.dump(header.get("sample_input"), handle)
@@ -222,7 +239,6 @@ def child(conn: socket.socket, header: dict[str, Any], bundle: bytes) -> int:
         os.dup2(null, 2)
         for pump in pumps:
             pump.join(2.0)
-        shutil.rmtree(workdir, ignore_errors=True)
     return code
 
 
@@ -231,15 +247,18 @@ class Run:
     pid: int
     conn: socket.socket
     deadline: float
+    workdir: str
     limit: str | None = None
     killed_because: str | None = None
     started: float = field(default_factory=time.monotonic)
 
 
 class Runner:
-    def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:
+    def __init__(self, sock: socket.socket, info: dict[str, Any], token: str) -> None:
         self.sock = sock
         self.info = info
+        self.token = token
+        self.last_sweep = 0.0
         self.runs: dict[int, Run] = {}
         self.stopping = False
 
@@ -256,11 +275,16 @@ class Runner:
                 readable = []
             for ready in readable:
                 if ready is self.sock:
-                    self._accept()
+                    try:
+                        self._accept()
+                    except Exception as exc:  # noqa: BLE001 - one bad request never ends the runner
+                        log(f"a request failed: {type(exc).__name__}: {exc}")
                 else:
                     self._client_event(ready)
+            self._reap()  # first, so a run that ended just at its deadline is not reported as over it
             self._enforce_deadlines()
-            self._reap()
+            if time.monotonic() - self.last_sweep > 2.0:
+                self._sweep()
         log("stopped")
 
     def _stop(self, _signum: int, _frame: Any) -> None:
@@ -279,23 +303,34 @@ class Runner:
             send(conn, {"error": f"bad request: {exc}"})
             conn.close()
             return
-        if header.get("op") == "ping":
-            send(conn, {"ready": True, **self.info})
-            conn.close()
-            return
-        if header.get("op") == "http-health":
-            body = json.dumps({"ready": True, **self.info}).encode()
+        if header.get("op") == "http-health":  # no token: it says only that the runner is up
+            body = b'{"ready": true}'
+
             with contextlib.suppress(OSError):
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            conn.close()
+            return
+        if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token.encode()):
+            send(conn, {"error": "bad request: a valid token is needed"})
+            conn.close()
+            return
+        if header.get("op") == "ping":
+            send(conn, {"ready": True, **self.info})
             conn.close()
             return
         if header.get("op") != "run":
             send(conn, {"error": f"unknown op {header.get('op')!r}"})
             conn.close()
             return
+        try:
+            wall = float(header.get("wall_time_s") or 120)
+        except (TypeError, ValueError):
+            send(conn, {"error": "bad request: wall_time_s must be a number"})
+            conn.close()
+            return
         self.info["runs"] += 1
-        wall = float(header.get("wall_time_s") or 120)
+        workdir = tempfile.mkdtemp(prefix="podium-run-")
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -305,10 +340,11 @@ class Runner:
                 self.sock.close()
                 for other in self.runs.values():
                     other.conn.close()
-                code = child(conn, header, bundle)
+                code = child(conn, header, bundle, workdir)
             finally:
                 os._exit(code)
-        self.runs[pid] = Run(pid=pid, conn=conn, deadline=time.monotonic() + wall)
+        del bundle
+        self.runs[pid] = Run(pid=pid, conn=conn, deadline=time.monotonic() + wall, workdir=workdir)
 
     def _client_event(self, conn: socket.socket) -> None:
         """The client only ever closes its side during a run: that cancels the run."""
@@ -355,8 +391,41 @@ class Runner:
             if reason is None and sig is not None:
                 reason = f"the run was killed by signal {sig}" + (
                     "; it may have run out of memory" if sig == signal.SIGKILL else "")
+            shutil.rmtree(run.workdir, ignore_errors=True)
+            # A newline first: a frame the child was cut off in the middle of writing ends there, and the
+            # client skips it rather than reading the exit frame as part of it.
+            with contextlib.suppress(OSError):
+                run.conn.settimeout(SEND_TIMEOUT_S)
+                run.conn.sendall(b"\n")
             send(run.conn, {"exit": code, "signal": sig, "limit": run.limit, "reason": reason})
             run.conn.close()
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Kill what escaped a finished run (a process that made its own session or group and outlived it).
+
+        The runner is a child subreaper, so such orphans become its children; a child that is not a run,
+        and not in a live run's process group, is one of them.
+        """
+        self.last_sweep = time.monotonic()
+        me = os.getpid()
+        live = set(self.runs)
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.isdigit() or int(entry) in live or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            ppid, pgid = int(fields[1]), int(fields[2])
+            if ppid == me and pgid not in live:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -366,6 +435,11 @@ def main(argv: list[str] | None = None) -> None:
     address = os.environ.get("PODIUM_LISTEN")
     if not address:
         raise SystemExit("PODIUM_LISTEN is not set")
+    token = os.environ.pop("WARM_RUNNER_TOKEN", "")  # out of the environment the runs inherit
+    if not token:
+        raise SystemExit("WARM_RUNNER_TOKEN is not set")
+    with contextlib.suppress(OSError, AttributeError):  # Linux: orphans of runs become our children
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     import model_server  # noqa: F401, PLC0415
@@ -378,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     log(f"preloaded {len(loaded)} modules in {took:.0f} ms")
     sock = listen(address)
     log(f"listening on {address}")
-    Runner(sock, {"preloaded": loaded, "failed": failed, "preload_ms": round(took, 1), "runs": 0}).serve()
+    Runner(sock, {"preloaded": loaded, "failed": failed, "preload_ms": round(took, 1), "runs": 0}, token).serve()
 
 
 if __name__ == "__main__":

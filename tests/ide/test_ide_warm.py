@@ -149,9 +149,14 @@ def test_deleting_the_workspace_stops_its_runners(alice, acme, sandboxes):
 
 
 def test_a_member_keeps_at_most_the_configured_number_of_runners(alice, acme, sandboxes, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     settings.PODIUM_IDE_WARM_RUNNERS = 1
     source = create(alice, "words", "custom")
     first = ready_runner(alice, "words", source["files"])
+    WarmRunner.objects.filter(pk=first.pk).update(last_used_at=timezone.now() - timedelta(hours=1))
     other = {**source["files"], "model.py": "import csv\n" + source["files"]["model.py"]}
     second = ready_runner(alice, "words", other)
 
@@ -160,6 +165,10 @@ def test_a_member_keeps_at_most_the_configured_number_of_runners(alice, acme, sa
     while sandbox_state(first) != State.STOPPED and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sandbox_state(first) == State.STOPPED
+
+    # A runner used within a run's wall time may be running a test now: it stays, over the limit, until idle.
+    third = ready_runner(alice, "words", {**other, "model.py": "import glob\n" + other["model.py"]})
+    assert set(WarmRunner.objects.filter(user=alice.user).values_list("pk", flat=True)) == {second.pk, third.pk}
 
 
 def test_prewarm_says_cold_when_the_environment_is_not_built_and_off_when_disabled(alice, acme, sandboxes, settings):
@@ -180,3 +189,18 @@ def test_prewarm_is_for_members_who_can_test(alice, member_of, acme, sandboxes):
 
     assert response.status_code == 403
     assert not WarmRunner.objects.exists()
+
+
+def test_models_that_import_fork_unsafe_libraries_and_gpu_models_run_oneshot(alice, acme, tmp_path):
+    from sandbox import Network
+    from webapp.ide.models import TestRun
+    from webapp.serving.models import Model
+
+    model = Model.objects.create(workspace=acme, name="tf")
+    plain = TestRun(workspace=acme, model=model, created_by=alice.user, files={"model.py": "import numpy\n"})
+    tf = TestRun(workspace=acme, model=model, created_by=alice.user,
+                 files={"model.py": "from tensorflow import keras\nimport numpy\n"})
+
+    assert warm.wanted_for(plain, tmp_path, {}, Network.NONE).preload == ("numpy",)
+    assert warm.wanted_for(tf, tmp_path, {}, Network.NONE) is None
+    assert warm.wanted_for(plain, tmp_path, {"resources": {"gpus": 1}}, Network.NONE) is None

@@ -295,11 +295,12 @@ def _run_warm(run: TestRun, reporter: Reporter, wanted: warm.Wanted, manifest: d
     if found is None:
         return False
     bundle = f.bundle_tar(run.files, binaries, manifest)
-    frames = warm.run(found.address, bundle, run.sample_input, wall_time_s())
+    frames = warm.run(found.address, found.runner.pk, bundle, run.sample_input, wall_time_s())
     try:
         first = next(frames)
     except warm.RunnerUnreachable as exc:
-        warm.retire(found.runner, f"it did not take a run: {exc}")
+        log.info("warm runner %s did not take test run %s: %s", found.runner.pk, run.pk, exc)
+        warm.retire_if_dead(found)
         return False
     except StopIteration:
         first = None
@@ -315,7 +316,7 @@ def _run_warm(run: TestRun, reporter: Reporter, wanted: warm.Wanted, manifest: d
 
     outcome, phase = _relay(reporter, lines())
     if not ending:
-        warm.retire(found.runner, "the connection ended during a run")
+        warm.retire_if_dead(found)
         reason = "the warm sandbox stopped during the run"
     else:
         reason = ending.get("reason")

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import hmac
+import itertools
 import json
 import logging
 import secrets
@@ -46,7 +48,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -70,6 +72,13 @@ log = logging.getLogger(__name__)
 RUNTIME_FILES = ("warm_runner.py", "test_harness.py", "model_server.py")
 MAX_PRELOAD = 64
 PING_TIMEOUT_S = 2.0
+# What a run may send back, as the supervisor allows a oneshot sandbox's log: lines are cut at LINE_MAX
+# characters and the run is stopped past MAX_OUTPUT bytes, so a sandbox cannot grow the web process.
+LINE_MAX = 16384
+MAX_OUTPUT = 64 << 20
+# Libraries that start threads when imported (or hold state that breaks across fork): their models run
+# oneshot, since a child forked from a runner that imported them can hang.
+FORK_UNSAFE = frozenset({"tensorflow", "keras", "jax", "grpc", "ray", "torch_xla", "pyspark"})
 
 
 def per_user() -> int:
@@ -144,11 +153,14 @@ def wanted_for(run: TestRun, environment: Path, manifest: dict[str, Any], networ
     resources = manifest.get("resources") or {}
     chosen = Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
                        gpus=int(resources.get("gpus", 0)))
+    preload = tuple(imports_of(run.files))
     if chosen.gpus or per_user() <= 0 or run.created_by_id is None:
+        return None
+    if any(name.split(".", 1)[0] in FORK_UNSAFE for name in preload):
         return None
     return Wanted(workspace_id=run.workspace_id, user_id=run.created_by_id, workspace_slug=run.workspace.slug,
                   environment=environment, resources=chosen, network=network,
-                  preload=tuple(imports_of(run.files)))
+                  preload=preload)
 
 
 # Finding and using one -----------------------------------------------------------------------
@@ -178,6 +190,11 @@ def find(wanted: Wanted) -> Found | None:
     return Found(runner, addresses[0])
 
 
+def token_for(runner_id: str) -> str:
+    """The runner's secret, derived from Podium's secret key (so that nothing needs storing)."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"warm-runner:{runner_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def connect(address: str, timeout: float) -> socket.socket:
     """A socket to a runner at ``unix:/path`` (local) or ``[http://]host:port`` (Nomad)."""
     if address.startswith("unix:"):
@@ -189,26 +206,57 @@ def connect(address: str, timeout: float) -> socket.socket:
     return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 
+class OutputLimit(Exception):
+    """The run sent more than ``MAX_OUTPUT`` bytes."""
+
+
 def _frames(sock: socket.socket, timeout: float) -> Iterator[dict[str, Any]]:
+    """JSON objects, one a line, as the runner sends them. Bounded: a line longer than a frame of
+    ``LINE_MAX`` characters can be is dropped, as is any line that is not a JSON object; past
+    ``MAX_OUTPUT`` bytes in all it raises :class:`OutputLimit`."""
     sock.settimeout(timeout)
-    buffer = b""
+    buffer = bytearray()
+    total = 0
+    limit = LINE_MAX * 6 + 1024  # one line of text, JSON-escaped, and a few fields
+    skipping = False  # inside an over-long line, dropped up to its end
     while True:
         chunk = sock.recv(65536)
         if not chunk:
             return
+        total += len(chunk)
+        if total > MAX_OUTPUT:
+            raise OutputLimit(f"the run printed more than {MAX_OUTPUT >> 20} MiB")
         buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
+        while (end := buffer.find(b"\n")) != -1:
+            line = bytes(buffer[:end])
+            del buffer[:end + 1]
+            if skipping:
+                skipping = False
+                continue
+            frame = _parse(line)
+            if frame is not None:
+                yield frame
+        if len(buffer) > limit:
+            buffer.clear()
+            skipping = True
 
 
-def ping(address: str) -> dict[str, Any] | None:
+def _parse(line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        frame = json.loads(line)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+def ping(address: str, runner_id: str) -> dict[str, Any] | None:
     try:
         with connect(address, PING_TIMEOUT_S) as sock:
-            sock.sendall(b'{"op": "ping"}\n')
+            sock.sendall(json.dumps({"op": "ping", "token": token_for(runner_id)}).encode() + b"\n")
             return next(_frames(sock, PING_TIMEOUT_S), None)
-    except (OSError, ValueError):
+    except (OSError, OutputLimit):
         return None
 
 
@@ -216,15 +264,19 @@ class RunnerUnreachable(Exception):
     """The runner could not take the run (nothing of it ran): run it the oneshot way instead."""
 
 
-def run(address: str, bundle: bytes, sample_input: Any, wall_time_s: float) -> Iterator[dict[str, Any]]:
-    """Send one run to the runner at ``address``; yield its line frames, then the exit frame.
+def run(address: str, runner_id: str, bundle: bytes, sample_input: Any,
+        wall_time_s: float) -> Iterator[dict[str, Any]]:
+    """Send one run to the runner at ``address``; yield its line frames (``stream`` ``stdout`` or
+    ``stderr``, ``text`` cut at ``LINE_MAX``), then the exit frame.
 
     Raises :class:`RunnerUnreachable` when the runner cannot be reached or refuses the run before
-    anything ran. A connection that ends without an exit frame ends the iteration (the caller reports
-    the run as ended early)."""
-    header = {"op": "run", "size": len(bundle), "sample_input": sample_input, "wall_time_s": wall_time_s}
+    anything ran. A connection that ends without an exit frame ends the iteration; past ``MAX_OUTPUT`` it
+    yields an exit frame naming the output limit and closes the connection (the runner kills the run)."""
+    header = {"op": "run", "token": token_for(runner_id), "size": len(bundle), "sample_input": sample_input,
+              "wall_time_s": wall_time_s}
     try:
         sock = connect(address, PING_TIMEOUT_S)
+        sock.settimeout(PING_TIMEOUT_S + len(bundle) / (10 << 20))  # at least 10 MB/s to a runner
         sock.sendall(json.dumps(header).encode() + b"\n" + bundle)
     except OSError as exc:
         raise RunnerUnreachable(str(exc)) from None
@@ -233,14 +285,21 @@ def run(address: str, bundle: bytes, sample_input: Any, wall_time_s: float) -> I
         frames = _frames(sock, wall_time_s + 30)
         try:
             first = next(frames, None)
-        except (OSError, ValueError) as exc:
+        except (OSError, OutputLimit) as exc:
             raise RunnerUnreachable(str(exc)) from None
         if first is None or "error" in first:
-            raise RunnerUnreachable((first or {}).get("error", "the runner closed the connection"))
-        yield first
+            raise RunnerUnreachable(str((first or {}).get("error", "the runner closed the connection")))
         try:
-            yield from frames
-        except (OSError, ValueError) as exc:
+            for frame in itertools.chain([first], frames):
+                if "exit" in frame:
+                    yield frame
+                    return
+                stream = frame.get("stream") if frame.get("stream") in ("stdout", "stderr") else "stderr"
+                yield {"stream": stream, "text": str(frame.get("text", ""))[:LINE_MAX],
+                       "time": frame.get("time") if isinstance(frame.get("time"), str) else None}
+        except OutputLimit as exc:
+            yield {"exit": None, "signal": None, "limit": "output", "reason": f"{exc}; it was stopped"}
+        except OSError as exc:
             log.warning("lost the warm runner at %s during a run: %s", address, exc)
 
 
@@ -296,9 +355,12 @@ def ensure(wanted: Wanted, model_name: str) -> WarmRunner | None:
                 environment=str(wanted.environment), preload=list(wanted.preload))
     except IntegrityError:
         return None
-    for old in WarmRunner.objects.filter(user_id=wanted.user_id).exclude(pk=runner.pk).order_by("-last_used_at")[
-            max(per_user() - 1, 0):]:
-        retire(old, f"its member has more than {per_user()} warm runners")
+    # Over the member's limit, the least recently used go, but never one that may be running a test now.
+    busy_since = timezone.now() - timedelta(seconds=float(getattr(settings, "PODIUM_IDE_TEST_WALL_S", 120)) + 30)
+    others = WarmRunner.objects.filter(user_id=wanted.user_id).exclude(pk=runner.pk).order_by("-last_used_at")
+    for old in others[max(per_user() - 1, 0):]:
+        if old.last_used_at < busy_since or old.status != "ready":
+            retire(old, f"its member has more than {per_user()} warm runners")
     code = runner_dir(runner.pk, wanted.workspace_id) / "code"
     (code / "_podium").mkdir(parents=True)
     for name in RUNTIME_FILES:
@@ -312,7 +374,8 @@ def ensure(wanted: Wanted, model_name: str) -> WarmRunner | None:
         command=["python", "/code/_podium/warm_runner.py", "--preload", ",".join(wanted.preload)],
         code_dir=code,
         environment=wanted.environment,
-        env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+             "WARM_RUNNER_TOKEN": token_for(runner.pk)},
         resources=wanted.resources,
         limits=Limits(),
         network=wanted.network,
@@ -330,12 +393,16 @@ def ensure(wanted: Wanted, model_name: str) -> WarmRunner | None:
     runner.handle = handle.model_dump(mode="json")
     deadline = time.monotonic() + start_timeout_s()
     while time.monotonic() < deadline:
-        status = executor.poll(handle)
+        try:
+            status = executor.poll(handle)
+            addresses = [] if status.done else executor.addresses(handle)
+        except SandboxError as exc:
+            retire(runner, f"its sandbox could not be found: {exc}")
+            return None
         if status.done:
             retire(runner, f"it stopped while starting: {status.reason or status.state}")
             return None
-        addresses = executor.addresses(handle)
-        answer = ping(addresses[0]) if addresses else None
+        answer = ping(addresses[0], runner.pk) if addresses else None
         if answer and answer.get("ready"):
             if not WarmRunner.objects.filter(pk=runner.pk).update(status="ready", last_used_at=timezone.now()):
                 return None
@@ -348,6 +415,12 @@ def ensure(wanted: Wanted, model_name: str) -> WarmRunner | None:
     return None
 
 
+def retire_if_dead(found: Found) -> None:
+    """After a run that went wrong on the runner's side: retire it unless it still answers."""
+    if ping(found.address, found.runner.pk) is None:
+        retire(found.runner, "it stopped answering")
+
+
 def retire(runner: WarmRunner, why: str) -> None:
     """Delete the row; the ``post_delete`` receiver stops the sandbox once the deletion commits."""
     log.info("retiring warm runner %s: %s", runner.pk, why)
@@ -357,13 +430,16 @@ def retire(runner: WarmRunner, why: str) -> None:
 def retire_idle() -> int:
     """Retire runners unused for ``PODIUM_IDE_WARM_IDLE_S`` and any stuck starting; how many went."""
     now = timezone.now()
-    idle = WarmRunner.objects.filter(last_used_at__lt=now - timedelta(seconds=idle_s()))
-    stuck = WarmRunner.objects.filter(status="starting",
-                                      created_at__lt=now - timedelta(seconds=start_timeout_s() + 60))
+    idle = Q(last_used_at__lt=now - timedelta(seconds=idle_s()))
+    stuck = Q(status="starting", created_at__lt=now - timedelta(seconds=start_timeout_s() + 60))
     gone = 0
-    for runner in [*idle, *stuck]:
-        retire(runner, "it was idle" if runner.status == "ready" else "it never became ready")
-        gone += 1
+    for runner in WarmRunner.objects.filter(idle | stuck):
+        # The condition again in the delete: a runner that a run picked up meanwhile stays.
+        deleted, _ = WarmRunner.objects.filter(idle | stuck, pk=runner.pk).delete()
+        if deleted:
+            log.info("retiring warm runner %s: %s", runner.pk,
+                     "it was idle" if runner.status == "ready" else "it never became ready")
+            gone += 1
     return gone
 
 
