@@ -188,11 +188,12 @@ def _pump(fd: int, stream: str, conn: socket.socket, lock: threading.Lock) -> No
                 break
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            while len(pending) > LINE_MAX:  # a line that never ends comes in pieces, as the supervisor logs it
-                lines.append(pending[:LINE_MAX])
+            pieces = [line[i:i + LINE_MAX] for line in lines for i in range(0, max(len(line), 1), LINE_MAX)]
+            while len(pending) > LINE_MAX:  # a line that never ends comes in pieces too
+                pieces.append(pending[:LINE_MAX])
                 pending = pending[LINE_MAX:]
-            for line in lines:
-                send(conn, {"stream": stream, "text": line.decode(errors="replace"), "time": now()}, lock)
+            for piece in pieces:
+                send(conn, {"stream": stream, "text": piece.decode(errors="replace"), "time": now()}, lock)
         if pending:
             send(conn, {"stream": stream, "text": pending.decode(errors="replace"), "time": now()}, lock)
 
