@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from sandbox import Limits, Network, Resources, SandboxError, SandboxHandle, SandboxSpec, get_executor
+from sandbox import Limits, Network, SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.environments import EnvironmentBuilder
 from webapp.ide import actions, warm
 from webapp.ide import files as f
@@ -179,11 +179,11 @@ def execute(run_id: str) -> None:
         if environment is None:
             return
         manifest, binaries = _bundle_parts(run)
-        network = Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE
+        network = warm.test_network(run)
         wanted = warm.wanted_for(run, environment, manifest, network)
         if wanted is not None and _run_warm(run, reporter, wanted, manifest, binaries):
             return
-        handle = _start(run, reporter, workdir, environment, manifest, binaries)
+        handle = _start(run, reporter, workdir, environment, manifest, binaries, network)
         if handle is None:
             return
         _follow(run, reporter, handle)
@@ -222,7 +222,6 @@ def _environment(run: TestRun, reporter: Reporter) -> Path | None:
 
 def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, Any],
           network: Network) -> SandboxSpec:
-    resources = manifest.get("resources") or {}
     return SandboxSpec(
         workspace=run.workspace.slug,
         name=f"{run.model.name[:40].rstrip('-')}-test",
@@ -230,9 +229,8 @@ def _spec(run: TestRun, workdir: Path, environment: Path, manifest: dict[str, An
         command=["python", "/code/_podium/test_harness.py", "/code/bundle", "/code/sample_input.json"],
         code_dir=workdir / "code",
         environment=environment,
-        env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        resources=Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
-                            gpus=int(resources.get("gpus", 0))),
+        env=dict(warm.TEST_ENV),
+        resources=warm.test_resources(manifest),
         limits=Limits(wall_time_s=wall_time_s()),
         network=network,
     )
@@ -263,9 +261,8 @@ def _lay_out(run: TestRun, workdir: Path, manifest: dict[str, Any], binaries: di
 
 
 def _start(run: TestRun, reporter: Reporter, workdir: Path, environment: Path, manifest: dict[str, Any],
-           binaries: dict[str, Path]) -> SandboxHandle | None:
+           binaries: dict[str, Path], network: Network) -> SandboxHandle | None:
     _lay_out(run, workdir, manifest, binaries)
-    network = Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE
     try:
         handle = get_executor().start(_spec(run, workdir, environment, manifest, network))
     except SandboxError as exc:

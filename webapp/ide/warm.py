@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from sandbox import (
 )
 from webapp.ide.models import TestRun, WarmRunner
 from webapp.serving.bundles import RUNTIME_DIR
+from webapp.serving.signals import stop_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,21 @@ MAX_OUTPUT = 64 << 20
 # Libraries that start threads when imported (or hold state that breaks across fork): their models run
 # oneshot, since a child forked from a runner that imported them can hang.
 FORK_UNSAFE = frozenset({"tensorflow", "keras", "jax", "grpc", "ray", "torch_xla", "pyspark"})
+
+
+# What every test-run sandbox gets, oneshot or warm runner (webapp/ide/runner.py uses these too).
+TEST_ENV = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_resources(manifest: dict[str, Any]) -> Resources:
+    """The resources a test of a bundle gets: its manifest's, 1 CPU and 1 GiB unless it says."""
+    asked = manifest.get("resources") or {}
+    return Resources(cpu=float(asked.get("cpu", 1.0)), memory_mib=int(asked.get("memory_mib", 1024)),
+                     gpus=int(asked.get("gpus", 0)))
+
+
+def test_network(run: TestRun) -> Network:
+    return Network.OUTBOUND if run.workspace.allow_outbound_network else Network.NONE
 
 
 def per_user() -> int:
@@ -122,6 +139,7 @@ def imports_of(files: dict[str, str]) -> list[str]:
     return chosen[:MAX_PRELOAD]
 
 
+@cache
 def _runtime_version() -> str:
     digest = hashlib.sha256()
     for name in RUNTIME_FILES:
@@ -150,9 +168,7 @@ class Wanted:
 
 def wanted_for(run: TestRun, environment: Path, manifest: dict[str, Any], network: Network) -> Wanted | None:
     """What ``run`` needs, or None when it cannot use a runner (GPU runs, runners turned off, no member)."""
-    resources = manifest.get("resources") or {}
-    chosen = Resources(cpu=float(resources.get("cpu", 1.0)), memory_mib=int(resources.get("memory_mib", 1024)),
-                       gpus=int(resources.get("gpus", 0)))
+    chosen = test_resources(manifest)
     preload = tuple(imports_of(run.files))
     if chosen.gpus or per_user() <= 0 or run.created_by_id is None:
         return None
@@ -374,8 +390,7 @@ def ensure(wanted: Wanted, model_name: str) -> WarmRunner | None:
         command=["python", "/code/_podium/warm_runner.py", "--preload", ",".join(wanted.preload)],
         code_dir=code,
         environment=wanted.environment,
-        env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-             "WARM_RUNNER_TOKEN": token_for(runner.pk)},
+        env={**TEST_ENV, "WARM_RUNNER_TOKEN": token_for(runner.pk)},
         resources=wanted.resources,
         limits=Limits(),
         network=wanted.network,
@@ -443,21 +458,11 @@ def retire_idle() -> int:
     return gone
 
 
-def _stop(handle: dict[str, Any] | None, directory: Path) -> None:
-    try:
-        if handle is not None:
-            get_executor().stop(SandboxHandle.model_validate(handle), grace_s=2)
-    except Exception:  # noqa: BLE001 - the supervisor reaps what it can; logged for the operator
-        log.exception("could not stop a warm runner's sandbox")
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 @receiver(post_delete, sender=WarmRunner)
 def _stop_deleted(sender: type[WarmRunner], instance: WarmRunner, **kwargs: Any) -> None:
     directory = runner_dir(instance.pk, instance.workspace_id)
-    handle = instance.handle
-    transaction.on_commit(lambda: threading.Thread(target=_stop, args=(handle, directory), daemon=True,
-                                                   name="warm-runner-stop").start())
+    stop_after_commit(instance.handle, f"warm runner {instance.pk}",
+                      then=lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 # The editor's prewarm ------------------------------------------------------------------------
@@ -472,8 +477,7 @@ def prewarm(run_like: TestRun, manifest: dict[str, Any], model_name: str) -> str
     found = EnvironmentBuilder().lookup(run_like.requirements)
     if found is None:
         return "cold"
-    network = Network.OUTBOUND if run_like.workspace.allow_outbound_network else Network.NONE
-    wanted = wanted_for(run_like, found.path, manifest, network)
+    wanted = wanted_for(run_like, found.path, manifest, test_network(run_like))
     if wanted is None:
         return "off"
     existing = WarmRunner.objects.filter(key=wanted.key).first()
