@@ -1,8 +1,13 @@
 """Environments: virtual environments built with uv from a version's
 requirements, cached and shared read-only by every sandbox that uses them.
 
-- **key**: sha256 of the normalised requirements, the sandbox Python's full
-  version, the platform and the *variant*; the venv lives at ``<root>/<key>``.
+- **key**: sha256 of the checked, normalised requirements, the sandbox Python's
+  full version, the platform, the *variant*, the package index configuration
+  and the *scope* (``shared``, or the tenant whose build code ran, with a hash
+  of the bundle's packages it installed); the venv lives at ``<root>/<key>``.
+- **build**: a sandbox of purpose ``build`` (``sandbox/runtime/build_env.py``),
+  never this process: see ``EnvironmentBuilder``. Requirement lines are checked
+  first (``sandbox.requirements``).
 - **variant**: ``cpu`` or ``gpu``. A CPU environment prefers the host's local
   ``+cpu`` builds of torch & co. (found in pip's find-links) whenever the
   requirements allow them, so that a CPU-only host does not fetch a multi-GB
@@ -38,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -47,6 +52,11 @@ from packaging.utils import canonicalize_name
 from sandbox.config import SandboxConfig
 from sandbox.errors import EnvironmentBuildError
 from sandbox.paths import unreachable_reason
+from sandbox.requirements import CheckedRequirements, check_requirements
+from sandbox.spec import Limits, Network, Resources, SandboxSpec, State
+
+if TYPE_CHECKING:
+    from sandbox.executors.base import Executor
 
 MARKER = ".podium-env.json"
 Variant = Literal["cpu", "gpu"]
@@ -124,11 +134,13 @@ def _pip_config_list() -> str:
         return ""
 
 
-def uv_index_args(settings: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+def uv_index_args(settings: Mapping[str, str], with_constraints: bool = True) -> tuple[list[str], dict[str, str]]:
     """uv flags and environment equivalent to pip's index settings."""
     args: list[str] = []
     env: dict[str, str] = {}
     for key, flag in PIP_TO_UV.items():
+        if key == "constraint" and not with_constraints:
+            continue
         for item in settings.get(key, "").split():
             args += [flag, item]
     if settings.get("no-index", "").lower() in ("1", "true", "yes", "on"):
@@ -204,8 +216,34 @@ def default_python() -> str:
     )
 
 
+SHARED = "shared"
+NO_BUILD_REFUSAL = "building from source is disabled"
+RUNTIME_SCRIPT = Path(__file__).resolve().parent / "runtime" / "build_env.py"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise EnvironmentBuildError(f"{name}={raw!r} is not an integer") from None
+
+
 class EnvironmentBuilder:
-    """Builds and caches environments under ``root`` (``<var>/sandbox/envs``)."""
+    """Builds and caches environments under ``root`` (``<var>/sandbox/envs``).
+
+    Building an environment runs code (an sdist's build backend), so it happens in a sandbox of purpose
+    ``build`` started by the executor, never in this process: an unprivileged uid, no platform
+    environment, the package index as its only network, writable only the new environment and its scope's
+    uv cache, with limits on time, memory, disk and processes; the environment is sealed read-only when the
+    build succeeds.
+
+    **Scopes.** Requirements that name only packages of the index are first built *shared* with
+    ``--no-build``: only uv runs (it unpacks wheels), so the result depends on nothing but the requirements
+    and the index, and any workspace with the same requirements and index may use it. Otherwise (an sdist,
+    a bundle path, a URL) the build runs the tenant's chosen code, so it is keyed by ``tenant`` and uses
+    that tenant's own uv cache: no other tenant is ever handed it.
+    """
 
     def __init__(
         self,
@@ -213,13 +251,23 @@ class EnvironmentBuilder:
         python: str | None = None,
         uv: str | None = None,
         pip_settings: Mapping[str, str] | None = None,
-        timeout: float = 3600.0,
+        timeout: float | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.root = root or SandboxConfig.from_env().envs_dir
         self._python = python
         self.uv = uv or _find_uv()
         self._pip_settings = dict(pip_settings) if pip_settings is not None else None
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else float(_env_int("PODIUM_BUILD_WALL_S", 1800))
+        self._executor = executor
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            from sandbox import get_executor
+
+            self._executor = get_executor()
+        return self._executor
 
     @property
     def python(self) -> str:
@@ -233,52 +281,90 @@ class EnvironmentBuilder:
             self._pip_settings = read_pip_config()
         return self._pip_settings
 
-    def key(self, requirements: str, variant: Variant = "cpu") -> str:
+    def key(self, requirements: str, variant: Variant = "cpu", *, scope: str = SHARED, bundle_digest: str = "") -> str:
+        index_args, _ = uv_index_args(self.pip_settings)
         material = json.dumps(
             {
                 "requirements": normalise_requirements(requirements),
                 "python": python_version(self.python),
                 "platform": f"{sys.platform}-{platform.machine()}",
                 "variant": variant,
-                "layout": 2,  # 2: bytecode compiled at build time
+                "index": index_args,
+                "scope": scope,
+                "bundle": bundle_digest,
+                "layout": 3,  # 3: built in a build sandbox, sealed read-only
             },
             sort_keys=True,
         )
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
-    def lookup(self, requirements: str, variant: Variant = "cpu") -> Environment | None:
-        """The ready environment for these requirements, or None. Never builds."""
-        key = self.key(requirements, variant)
+    def _candidates(self, checked: CheckedRequirements, variant: Variant, tenant: str,
+                    bundle: Path | None) -> list[tuple[str, str, str]]:
+        """(scope, key, bundle digest) to look for, best first."""
+        text = checked.text()
+        digest = _bundle_digest(bundle, checked.bundle_paths) if checked.bundle_paths else ""
+        found = []
+        if checked.index_only:
+            found.append((SHARED, self.key(text, variant), ""))
+        found.append((tenant, self.key(text, variant, scope=tenant, bundle_digest=digest), digest))
+        return found
+
+    def lookup(self, requirements: str, variant: Variant = "cpu", *, tenant: str,
+               bundle: Path | None = None) -> Environment | None:
+        """The ready environment for these requirements, or None. Never builds; raises
+        ``RequirementRefused`` for requirements that could never be built."""
+        checked = check_requirements(requirements, bundle=bundle, allow_urls=True)
+        for _, key, _ in self._candidates(checked, variant, tenant, bundle):
+            found = self._ready(key, variant)
+            if found is not None:
+                return found
+        return None
+
+    def _ready(self, key: str, variant: Variant) -> Environment | None:
         path = self.root / key
         try:
             marker = json.loads((path / MARKER).read_text())
         except (OSError, ValueError):
             return None
-        return Environment(
-            key=key,
-            path=path,
-            python_version=marker["python"],
-            variant=variant,
-            cached=True,
-            build_seconds=marker.get("seconds", 0.0),
-        )
+        return Environment(key=key, path=path, python_version=marker["python"], variant=variant, cached=True,
+                           build_seconds=marker.get("seconds", 0.0))
 
     def ensure(
-        self, requirements: str, variant: Variant = "cpu", on_output: OutputCallback | None = None
+        self,
+        requirements: str,
+        variant: Variant = "cpu",
+        on_output: OutputCallback | None = None,
+        *,
+        tenant: str,
+        bundle: Path | None = None,
+        allow_urls: bool = False,
     ) -> Environment:
-        """Return the environment, building it if needed (once, even when several
-        processes ask at the same time). ``on_output`` receives each line of build
-        output as it is produced; it is also kept in ``<root>/<key>.log``.
-        Raises ``EnvironmentBuildError`` carrying uv's own error output."""
-        found = self.lookup(requirements, variant)
-        if found is not None:
-            return found
-        key = self.key(requirements, variant)
-        with self._lock(key):
-            found = self.lookup(requirements, variant)
+        """Return the environment, building it if needed (once, even when several processes ask at the
+        same time). ``tenant`` names whose build code may run (a workspace: ``w<id>``); ``bundle`` is the
+        bundle's root, for requirements that are paths inside it; ``allow_urls`` is the workspace's network
+        setting. ``on_output`` receives each line of build output as it is produced; it is also kept in
+        ``<root>/<key>.log``. Raises ``RequirementRefused`` naming a line that cannot be installed safely,
+        and ``EnvironmentBuildError`` carrying the build's own error output."""
+        checked = check_requirements(requirements, bundle=bundle, allow_urls=allow_urls)
+        candidates = self._candidates(checked, variant, tenant, bundle)
+        for _, key, _ in candidates:
+            found = self._ready(key, variant)
             if found is not None:
                 return found
-            return self._build(key, requirements, variant, on_output)
+        for scope, key, _ in candidates:
+            with self._lock(key):
+                found = self._ready(key, variant)
+                if found is not None:
+                    return found
+                try:
+                    return self._build(key, checked, variant, on_output, scope=scope, bundle=bundle)
+                except EnvironmentBuildError as exc:
+                    if scope != SHARED or NO_BUILD_REFUSAL not in exc.output:
+                        raise
+                    if on_output is not None:
+                        on_output("podium: a package has no wheel for this platform; building it from source "
+                                  "for this workspace alone")
+        raise AssertionError("the last candidate is always built")  # pragma: no cover
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
@@ -291,26 +377,16 @@ class EnvironmentBuilder:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _build(self, key: str, requirements: str, variant: Variant, on_output: OutputCallback | None) -> Environment:
+    def _build(self, key: str, checked: CheckedRequirements, variant: Variant, on_output: OutputCallback | None,
+               *, scope: str, bundle: Path | None) -> Environment:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         path = self.root / key
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         started = time.monotonic()
-        normalised = normalise_requirements(requirements)
-        _, index_env = uv_index_args(self.pip_settings)
-        env = {
-            **os.environ,
-            **index_env,
-            "UV_CACHE_DIR": str(self.root / ".uv-cache"),
-            "UV_NO_CONFIG": "1",
-            "UV_PYTHON_DOWNLOADS": "never",
-            "NO_COLOR": "1",
-        }
-        for name in list(env):
-            if name.startswith("PIP_") or name == "VIRTUAL_ENV":
-                del env[name]
+        normalised = checked.text()
         log_path = self.root / f"{key}.log"
-        with open(log_path, "w") as log, tempfile.TemporaryDirectory(dir=self.root) as tmp:
+        with open(log_path, "w") as log:
 
             def emit(line: str) -> None:
                 log.write(line + "\n")
@@ -318,91 +394,169 @@ class EnvironmentBuilder:
                 if on_output is not None:
                     on_output(line)
 
-            self._run([self.uv, "venv", "--python", self.python, "--no-project", str(path)], env, emit, path)
-            if normalised:
-                pins = self._cpu_pins(normalised, variant)
-                if pins:
-                    emit(f"podium: using this host's CPU builds: {', '.join(pins)}")
-                self._run(self.install_plan(normalised, path, variant, Path(tmp)), env, emit, path)
+            if self.executor.name == "nomad":
+                # Nomad builds the environment in each allocation's environment task (an unprivileged task
+                # with every capability dropped); this host only records what to build.
+                if checked.bundle_paths:
+                    raise EnvironmentBuildError("requirements that are paths in the bundle cannot be built on the "
+                                                "Nomad executor yet; publish the package to your index")
+                path.mkdir(mode=0o755)
+                emit("podium: the environment is built on the cluster, in each allocation")
+            else:
+                self._build_in_sandbox(path, checked, variant, emit, scope=scope, bundle=bundle)
         marker: dict[str, Any] = {
             "key": key,
             "python": python_version(self.python),
             "variant": variant,
+            "scope": "shared" if scope == SHARED else "workspace",
             "requirements": normalised,
             "seconds": round(time.monotonic() - started, 3),
             "built_at": time.time(),
         }
         (path / MARKER).write_text(json.dumps(marker))
-        _make_world_readable(path)
-        return Environment(
-            key=key,
-            path=path,
-            python_version=marker["python"],
-            variant=variant,
-            cached=False,
-            build_seconds=marker["seconds"],
+        (path / MARKER).chmod(0o444)
+        return Environment(key=key, path=path, python_version=marker["python"], variant=variant, cached=False,
+                           build_seconds=marker["seconds"])
+
+    def _build_in_sandbox(self, path: Path, checked: CheckedRequirements, variant: Variant, emit: OutputCallback,
+                          *, scope: str, bundle: Path | None) -> None:
+        path.mkdir(mode=0o755)
+        cache = self.root / ".cache" / scope
+        cache.mkdir(parents=True, exist_ok=True)
+        (self.root / ".cache").chmod(0o711)
+        workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=self.root))
+        try:
+            spec = self.build_spec(path, checked, variant, workdir, cache, scope=scope, bundle=bundle)
+            handle = self.executor.start(spec)
+            tail: list[str] = []
+            try:
+                for line in self.executor.logs(handle, follow=True):
+                    text = self._redact(line.text, path)
+                    tail = (tail + [text])[-200:]
+                    emit(text)
+                status = self.executor.wait(handle, timeout=30)
+            finally:
+                self.executor.stop(handle, grace_s=1)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if status.state != State.EXITED:
+            _remove(path)
+            output = "\n".join(tail)
+            starts = [n for n, line in enumerate(tail) if line.lstrip().lower().startswith(("error", "×"))]
+            summary = "\n".join(tail[starts[0]:][:25] if starts else tail[-12:])
+            if status.limit:
+                summary = f"{summary}\n{status.reason}".strip()
+            raise EnvironmentBuildError(f"building the environment failed:\n{summary}", output=output)
+
+    def _redact(self, text: str, path: Path) -> str:
+        """Build output is shown to members: this host's paths become names."""
+        return text.replace(str(path), "<environment>").replace(self.uv, "uv").replace(str(self.root), "<envs>")
+
+    def build_spec(self, path: Path, checked: CheckedRequirements, variant: Variant, workdir: Path, cache: Path,
+                   *, scope: str, bundle: Path | None) -> SandboxSpec:
+        """The build sandbox's spec; its plan (``plan.json``) and script are written to ``workdir``."""
+        normalised = checked.text()
+        index_args, index_env = uv_index_args(self.pip_settings, with_constraints=False)
+        constraints = []
+        for n, item in enumerate(self.pip_settings.get("constraint", "").split()):
+            source = Path(unquote(urlparse(item).path) if item.startswith("file:") else item)
+            if source.is_file():
+                (workdir / f"constraints-{n}.txt").write_text(source.read_text())
+                constraints.append(f"/code/constraints-{n}.txt")
+        pins = self._cpu_pins(normalised, variant)
+        if pins:
+            emit_pins = "\n".join(pins) + "\n"
+            (workdir / "cpu-builds.txt").write_text(emit_pins)
+            constraints.append("/code/cpu-builds.txt")
+        plan = {
+            "venv": str(path),
+            "python": self.python,
+            "uv": self.uv,
+            "requirements": normalised,
+            "index_args": index_args,
+            "constraints": constraints,
+            "no_build": scope == SHARED,
+            "bundle_paths": checked.bundle_paths,
+            "env": {**index_env, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1", "UV_NO_PROGRESS": "1",
+                    # the cache and the environment are separate mounts: a hard link cannot cross them
+                    "UV_LINK_MODE": "copy"},
+        }
+        (workdir / "plan.json").write_text(json.dumps(plan))
+        shutil.copy(RUNTIME_SCRIPT, workdir / "build_env.py")
+        for item in workdir.iterdir():
+            item.chmod(0o444)
+        workdir.chmod(0o755)
+        return SandboxSpec(
+            workspace="podium" if scope == SHARED else scope,
+            name="environment-build",
+            purpose="build",
+            command=[self.python, "-I", "/code/build_env.py", "/code/plan.json"],
+            code_dir=workdir,
+            artifact_dir=bundle if checked.bundle_paths else None,
+            output_dir=path,
+            cache_dir=cache,
+            read_only_paths=self._read_only_paths(),
+            resources=Resources(cpu=float(os.cpu_count() or 1),
+                                memory_mib=_env_int("PODIUM_BUILD_MEMORY_MIB", 4096)),
+            limits=Limits(wall_time_s=self.timeout, disk_mib=_env_int("PODIUM_BUILD_DISK_MIB", 10240),
+                          pids=1024, nofile=4096),
+            network=Network.INDEX,
         )
+
+    def _read_only_paths(self) -> list[Path]:
+        """What the installer reads from this host: uv, the interpreter (when outside /usr), local indexes."""
+        paths = {Path(os.path.realpath(self.uv))}
+        python = Path(os.path.realpath(self.python))
+        if not python.is_relative_to("/usr"):
+            paths.add(python.parent.parent)
+        for key in ("find-links", "extra-index-url", "index-url"):
+            for item in self.pip_settings.get(key, "").split():
+                parsed = urlparse(item)
+                if parsed.scheme not in ("", "file"):
+                    continue
+                local = Path(unquote(parsed.path))
+                # a file index's pages link to its files beside "simple/" (../../files/...)
+                local = local.parent if local.name == "simple" else local
+                if local.is_dir():
+                    paths.add(local)
+        cert = self.pip_settings.get("cert")
+        if cert and Path(cert).is_file() and not Path(cert).is_relative_to("/etc/ssl"):
+            paths.add(Path(cert))
+        return sorted(p for p in paths if p.exists() and not p.is_relative_to("/usr"))
 
     def _cpu_pins(self, requirements: str, variant: Variant) -> list[str]:
         if variant != "cpu":
             return []
         return cpu_preferences(normalise_requirements(requirements), local_cpu_wheels(self.pip_settings))
 
-    def install_plan(
-        self, requirements: str, venv: Path, variant: Variant = "cpu", workdir: Path | None = None
-    ) -> list[str]:
-        """The ``uv pip install`` command line that builds ``requirements`` into
-        ``venv``; its input files are written to ``workdir`` (default: beside the venv)."""
-        workdir = workdir or venv.parent
-        workdir.mkdir(parents=True, exist_ok=True)
-        req_file = workdir / "requirements.txt"
-        req_file.write_text(normalise_requirements(requirements) + "\n")
-        index_args, _ = uv_index_args(self.pip_settings)
-        # Sandboxes mount environments read-only, so Python could never cache bytecode for them itself:
-        # compiled at build time, imports in every sandbox start (and every test run) are 2-3x faster.
-        argv = [self.uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--no-progress",
-                "--compile-bytecode"]
-        argv += ["-r", str(req_file), *index_args]
-        pins = self._cpu_pins(requirements, variant)
-        if pins:
-            pin_file = workdir / "cpu-builds.txt"
-            pin_file.write_text("\n".join(pins) + "\n")
-            argv += ["--constraint", str(pin_file)]
-        return argv
 
-    def _run(self, argv: list[str], env: dict[str, str], emit: OutputCallback, path: Path) -> None:
-        emit("$ " + " ".join(argv))
-        tail: list[str] = []
-        old_umask = os.umask(0o022)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                cwd=self.root,
-                errors="replace",
-            )
-        finally:
-            os.umask(old_umask)
-        assert proc.stdout is not None
-        deadline = time.monotonic() + self.timeout
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail = (tail + [line])[-200:]
-            emit(line)
-            if time.monotonic() > deadline:
-                proc.kill()
-                emit(f"podium: build took longer than {self.timeout:g} s")
-                break
-        code = proc.wait()
-        if code != 0:
-            shutil.rmtree(path, ignore_errors=True)
-            output = "\n".join(tail)
-            starts = [n for n, line in enumerate(tail) if line.lstrip().lower().startswith(("error", "×"))]
-            summary = "\n".join(tail[starts[0] :][:25] if starts else tail[-12:])
-            raise EnvironmentBuildError(f"building the environment failed:\n{summary}", output=output)
+def _bundle_digest(bundle: Path | None, rels: list[str]) -> str:
+    """A hash of the files under the bundle paths a build installs: another version of the same package in
+    the bundle is another environment."""
+    digest = hashlib.sha256()
+    if bundle is None:
+        return ""
+    for rel in rels:
+        base = bundle / rel
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                file = Path(dirpath) / name
+                digest.update(str(file.relative_to(bundle)).encode() + b"\0")
+                if not file.is_symlink():
+                    digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _remove(path: Path) -> None:
+    """Remove an environment, sealed (read-only) or not."""
+    if not path.exists():
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            with contextlib.suppress(OSError):
+                os.chmod(name, 0o700)  # root needs none of this; an owner that is not root does
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _find_uv() -> str:
@@ -418,13 +572,3 @@ def _find_uv() -> str:
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):
         raise EnvironmentBuildError("uv is not installed: pip install uv") from None
-
-
-def _make_world_readable(path: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            target = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                mode = os.lstat(target).st_mode
-                if mode & 0o170000 != 0o120000:  # not a symlink
-                    os.chmod(target, mode | 0o444 | (0o111 if mode & 0o100 else 0))

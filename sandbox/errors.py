@@ -37,3 +37,14 @@ class EnvironmentBuildError(SandboxError):
     def __init__(self, message: str, output: str = "") -> None:
         super().__init__(message)
         self.output = output
+
+
+class RequirementRefused(EnvironmentBuildError):
+    """A requirement line cannot be installed safely (an option that reads files or changes the index, a path
+    outside the bundle, a URL without outbound network). The message names the line and what to do."""
+
+    def __init__(self, number: int, line: str, reason: str) -> None:
+        super().__init__(f"requirements line {number} ({line!r}): {reason}")
+        self.number = number
+        self.line = line
+        self.reason = reason

@@ -16,6 +16,8 @@ from sandbox.spec import SandboxSpec
 
 SOCKET_DIR = "/run/podium"
 SERVER_SOCKET = f"{SOCKET_DIR}/server.sock"
+INDEX_PROXY_SOCKET = f"{SOCKET_DIR}/index-proxy.sock"  # builds: the only way to the package index
+BUILD_CACHE = "/cache"
 SYSTEM_BINDS = ("/usr",)
 SYSTEM_SYMLINKS = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
 ETC_FILES = (
@@ -110,6 +112,13 @@ def mounts(plan: ReplicaPlan) -> list[list[str]]:
         lines.append(["--ro-bind", str(spec.environment), str(spec.environment)])
     if plan.python_prefix:
         lines.append(["--ro-bind", str(plan.python_prefix), str(plan.python_prefix)])
+    # Builds: what the installer reads at the same path as on the host, the new environment writable at its
+    # final path (venvs hold absolute paths), and the build scope's download cache.
+    lines += [["--ro-bind", str(path), str(path)] for path in spec.read_only_paths]
+    if spec.output_dir:
+        lines.append(["--bind", str(spec.output_dir), str(spec.output_dir)])
+    if spec.cache_dir:
+        lines.append(["--bind", str(spec.cache_dir), BUILD_CACHE])
     lines += [["--dev-bind", str(dev), f"/dev/{dev.name}"] for dev in plan.gpu_control + plan.gpu_devices]
     # bwrap builds the root on a tmpfs the sandbox uid owns; freeze it so that
     # only the binds above marked writable are.
@@ -141,6 +150,10 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
     if spec.environment:
         env["VIRTUAL_ENV"] = str(spec.environment)
         path = f"{spec.environment}/bin:{path}"
+    if spec.purpose == "build":
+        env["PODIUM_INDEX_PROXY"] = f"unix:{INDEX_PROXY_SOCKET}"
+        if spec.cache_dir:
+            env["UV_CACHE_DIR"] = BUILD_CACHE
     env["PATH"] = path
     if spec.resources.gpus:
         visible = ",".join(str(i) for i in range(len(plan.gpu_devices)))

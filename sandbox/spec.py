@@ -6,8 +6,11 @@ Terms used across the sandbox package:
   it has ``replicas`` copies (each a *replica*) that share the spec.
 - **purpose**: ``server`` (long-running, restarted on crash, reachable at an
   address), ``oneshot`` (runs to completion under a wall-time limit, never
-  restarted) or ``kernel`` (a long-running notebook kernel: reachable, but not
-  restarted because a restart would silently lose the user's state).
+  restarted), ``kernel`` (a long-running notebook kernel: reachable, but not
+  restarted because a restart would silently lose the user's state) or
+  ``build`` (a oneshot that installs an environment: it alone may write, to its
+  ``output_dir`` and ``cache_dir``; the output is sealed read-only when it
+  succeeds).
 - **handle**: the JSON-serialisable ``SandboxHandle`` an executor returns from
   ``start``; store it and hand it back later, from any process, to find the
   sandbox again (JupyterHub's ``get_state``/``load_state``).
@@ -31,7 +34,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the runtime sets itself; a spec cannot override them.
 RESERVED_ENV_PREFIXES = ("PODIUM_", "NOMAD_", "LD_", "CUDA_VISIBLE", "NVIDIA_VISIBLE")
 
-Purpose = Literal["server", "oneshot", "kernel"]
+Purpose = Literal["server", "oneshot", "kernel", "build"]
 LimitName = Literal["memory", "process", "cpu time", "time", "disk"]
 
 
@@ -42,6 +45,9 @@ class Network(StrEnum):
 
     NONE = "none"
     OUTBOUND = "outbound"
+    #: builds only: the package index the operator configured, and nothing else (locally through a proxy that
+    #: allows only the index's hosts)
+    INDEX = "index"
 
 
 class _Model(BaseModel):
@@ -105,8 +111,17 @@ class SandboxSpec(_Model):
     limits: Limits = Limits()
     network: Network = Network.NONE
     restart: RestartPolicy = RestartPolicy()
+    output_dir: Path | None = Field(
+        default=None, description="build only: mounted writable at the same path; sealed read-only on success"
+    )
+    cache_dir: Path | None = Field(default=None, description="build only: mounted writable at /cache, kept")
+    read_only_paths: list[Path] = Field(
+        default_factory=list, max_length=32,
+        description="build only: host paths the installer reads (the interpreter, uv, local package indexes), "
+        "mounted read-only at the same path",
+    )
 
-    @field_validator("code_dir", "artifact_dir", "environment")
+    @field_validator("code_dir", "artifact_dir", "environment", "output_dir", "cache_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
@@ -132,17 +147,35 @@ class SandboxSpec(_Model):
                 raise ValueError(f"{name} contains a NUL byte")
         return value
 
+    @field_validator("read_only_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{path} is not an absolute path")
+        return value
+
     @model_validator(mode="after")
     def _purpose_rules(self) -> SandboxSpec:
         if self.purpose != "server" and self.replicas != 1:
             raise ValueError(f"a {self.purpose} sandbox runs exactly one replica")
-        if self.purpose != "oneshot" and self.limits.wall_time_s is not None:
-            raise ValueError("wall_time_s applies to oneshot runs only")
+        if not self.runs_to_completion and self.limits.wall_time_s is not None:
+            raise ValueError("wall_time_s applies to oneshot runs and builds only")
+        if self.purpose != "build" and (self.output_dir or self.cache_dir or self.read_only_paths):
+            raise ValueError("output_dir, cache_dir and read_only_paths are for builds only")
+        if (self.network == Network.INDEX) != (self.purpose == "build"):
+            raise ValueError("network 'index' is for builds, and builds have network 'index'")
+        if self.purpose == "build" and self.output_dir is None:
+            raise ValueError("a build needs an output_dir")
         return self
 
     @property
+    def runs_to_completion(self) -> bool:
+        return self.purpose in ("oneshot", "build")
+
+    @property
     def wall_time_s(self) -> float | None:
-        if self.purpose == "oneshot":
+        if self.runs_to_completion:
             return self.limits.wall_time_s or 3600.0
         return None
 

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ import resource
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from collections import deque
@@ -60,6 +62,7 @@ from sandbox.errors import (
     SandboxUnavailable,
     SpecNotSupported,
 )
+from sandbox.index_proxy import IndexProxy, allowed_hosts
 from sandbox.paths import unreachable_reason
 from sandbox.protocol import MAX_LINE, encode
 from sandbox.spec import LimitName, ReplicaStatus, SandboxSpec, SandboxStatus, State
@@ -112,6 +115,42 @@ def _venv_python_prefix(venv: Path) -> Path | None:
     return None
 
 
+def _give_build_dirs(spec: SandboxSpec, uid: int) -> None:
+    """A build writes its new environment and its scope's cache: both become the build uid's. The output is
+    made empty by the caller; a cache last written under another uid (another block of uids) is handed over
+    whole."""
+    assert spec.output_dir is not None
+    os.chown(spec.output_dir, uid, uid)
+    spec.output_dir.chmod(0o755)
+    if spec.cache_dir is not None and spec.cache_dir.stat().st_uid != uid:
+        for dirpath, dirnames, filenames in os.walk(spec.cache_dir):
+            for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+                with contextlib.suppress(OSError):
+                    os.lchown(name, uid, uid)
+
+
+def _seal(output: Path) -> None:
+    """Make a finished build's environment root's and read-only (world-readable, so every sandbox uid can
+    mount it): nothing a later sandbox runs can change it."""
+    for dirpath, dirnames, filenames in os.walk(output):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            with contextlib.suppress(OSError):
+                mode = os.lstat(name).st_mode
+                os.lchown(name, 0, 0)
+                if not stat.S_ISLNK(mode):
+                    executable = 0o555 if mode & 0o111 or stat.S_ISDIR(mode) else 0o444
+                    os.chmod(name, executable)
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
 def _become_subreaper() -> None:
     """bwrap's outer process exits as soon as the command does, orphaning its
     in-namespace init; as subreaper the supervisor inherits and reaps it instead
@@ -153,9 +192,17 @@ UID_BLOCKS_FROM = 200_000
 UID_LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")  # noqa: S108
 
 
+BUILD_UIDS = 64
+
+
 @dataclass(frozen=True)
 class UidRange:
-    """The sandbox uids this supervisor owns; the last one is kept for self-checks."""
+    """The sandbox uids this supervisor owns: one per live replica from ``usable``; builds take one of the
+    ``BUILD_UIDS`` before the last, chosen by their cache (so a scope's cache keeps one owner); the last one
+    is kept for self-checks.
+
+    Builds of two scopes may share a uid: what keeps them apart is that neither can see the other's files
+    (each mounts only its own cache and output) nor processes (each has its own pid namespace)."""
 
     base: int
     count: int
@@ -163,7 +210,11 @@ class UidRange:
 
     @property
     def usable(self) -> range:
-        return range(self.base, self.base + self.count - 1)
+        return range(self.base, self.base + self.count - 1 - BUILD_UIDS)
+
+    def build_uid(self, scope: str) -> int:
+        digest = int.from_bytes(hashlib.sha256(scope.encode()).digest()[:4], "big")
+        return self.base + self.count - 1 - BUILD_UIDS + digest % BUILD_UIDS
 
     @property
     def check_uid(self) -> int:
@@ -259,6 +310,8 @@ class Replica:
     timer: asyncio.TimerHandle | None = None
     killed_for: str | None = None
     started_mono: float = 0.0
+    proxy: IndexProxy | None = None
+    disk_watch: asyncio.Task[None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -391,10 +444,11 @@ def explain_exit(
             (f"process limit: the sandbox tried to run more than {limits.pids} processes and threads"),
             "process",
         )
-    if sig == signal.SIGXFSZ or (rc != 0 and disk_full):
+    if sig == signal.SIGXFSZ or (rc != 0 and disk_full) or killed_for == "disk":
         return (
             State.FAILED,
-            (f"disk limit: the sandbox filled its {limits.disk_mib} MiB of disk (/scratch and /tmp)"),
+            (f"disk limit: the sandbox filled its {limits.disk_mib} MiB of disk "
+             + ("(the environment it builds)" if killed_for == "disk" else "(/scratch and /tmp)")),
             "disk",
         )
     if sig == signal.SIGXCPU:
@@ -423,6 +477,7 @@ class Supervisor:
         self.cgroups = Cgroups(config.cgroup_parent, config.instance)
         self.bwrap_ok, self.bwrap_message = False, "not checked yet"
         self.server: asyncio.AbstractServer | None = None
+        self._index_hosts: frozenset[str] | None = None
 
     # lifecycle
 
@@ -596,7 +651,9 @@ class Supervisor:
     def _check_spec(self, spec: SandboxSpec) -> Path | None:
         if not self.bwrap_ok:
             raise SandboxUnavailable(f"sandboxes are disabled on this host: {self.bwrap_message}")
-        if spec.network != "none":
+        if spec.network == "index" and spec.purpose == "build":
+            pass  # the index proxy: only the package index's hosts (sandbox.index_proxy)
+        elif spec.network != "none":
             raise SpecNotSupported(
                 "the local executor cannot give a sandbox outbound network without also exposing this "
                 "host's services; run it on the nomad executor, or with network 'none'"
@@ -605,6 +662,9 @@ class Supervisor:
             ("code_dir", spec.code_dir),
             ("artifact_dir", spec.artifact_dir),
             ("environment", spec.environment),
+            ("output_dir", spec.output_dir),
+            ("cache_dir", spec.cache_dir),
+            *(("read_only_paths", path) for path in spec.read_only_paths),
         ):
             if path is not None and (problem := unreachable_reason(path)):
                 raise SandboxError(f"{label} cannot be mounted into the sandbox: {problem}")
@@ -667,6 +727,8 @@ class Supervisor:
         replica.exit_code = replica.reason = replica.limit = None
         try:
             plan = self._prepare_replica(sandbox, replica, prefix, gpus or [])
+            if spec.purpose == "build":
+                await self._start_index_proxy(sandbox, replica, plan)
             procs, warnings = self.cgroups.create(
                 plan.run_dir.name,
                 memory_bytes=spec.resources.memory_mib * 1024 * 1024,
@@ -702,6 +764,31 @@ class Supervisor:
             asyncio.create_task(self._pump(sandbox, replica.index, proc.stderr, "stderr")),
         ]
         replica.waiter = asyncio.create_task(self._watch(sandbox, replica, proc, pumps))
+        if spec.output_dir is not None:
+            replica.disk_watch = asyncio.create_task(self._watch_output(sandbox, replica, spec.output_dir))
+
+    async def _start_index_proxy(self, sandbox: Sandbox, replica: Replica, plan: profile.ReplicaPlan) -> None:
+        if self._index_hosts is None:
+            from sandbox.environments import read_pip_config
+
+            self._index_hosts = allowed_hosts(read_pip_config(), os.environ.get("PODIUM_BUILD_INDEX_HOSTS", ""))
+        replica.proxy = IndexProxy(self._index_hosts, lambda text: self._log(sandbox, replica.index, "system", text))
+        await replica.proxy.start(str(plan.socket_dir / "index-proxy.sock"), plan.uid)
+
+    async def _watch_output(self, sandbox: Sandbox, replica: Replica, output: Path) -> None:
+        """A build's environment is on the host's disk, not on its scratch tmpfs: its size is checked
+        every second and the build is stopped past the disk limit."""
+        limit = sandbox.spec.limits.disk_mib * 1024 * 1024
+        while replica.proc is not None:
+            await asyncio.sleep(1.0)
+            used = await asyncio.to_thread(_tree_size, output)
+            if used > limit and replica.proc is not None and replica.run_dir is not None:
+                replica.killed_for = "disk"
+                self._log(sandbox, replica.index, "system", f"the environment grew past {limit // 2**20} MiB")
+                with contextlib.suppress(ProcessLookupError):
+                    replica.proc.kill()
+                self.cgroups.signal_all(replica.run_dir.name, signal.SIGKILL)
+                return
 
     def _rlimits(self, spec: SandboxSpec) -> list[tuple[int, int, int]]:
         disk = spec.limits.disk_mib * 1024 * 1024
@@ -717,7 +804,9 @@ class Supervisor:
     def _prepare_replica(
         self, sandbox: Sandbox, replica: Replica, prefix: Path | None, gpus: list[gpu_devices.Gpu]
     ) -> profile.ReplicaPlan:
-        uid = self._free_uid()
+        spec = sandbox.spec
+        uid = self.uids.build_uid(str(spec.cache_dir or spec.output_dir)) if spec.purpose == "build" \
+            else self._free_uid()
         replica.uid = uid
         run_dir = self.root / "run" / f"{sandbox.id}.{replica.index}"
         replica.run_dir = run_dir
@@ -737,6 +826,8 @@ class Supervisor:
         sock = run_dir / "sock"
         sock.mkdir(mode=0o755)
         os.chown(sock, uid, uid)
+        if spec.purpose == "build":
+            _give_build_dirs(spec, uid)
         passwd, group = profile.passwd_files(uid)
         (run_dir / "passwd").write_text(passwd)
         (run_dir / "group").write_text(group)
@@ -773,6 +864,8 @@ class Supervisor:
         state, reason, limit = explain_exit(rc, stats, replica.killed_for, disk_full, sandbox.spec)
         killed_for = replica.killed_for
         self._cleanup(replica)
+        if sandbox.spec.output_dir is not None and state == State.EXITED:
+            await asyncio.to_thread(_seal, sandbox.spec.output_dir)
         replica.exit_code, replica.reason, replica.limit = rc, reason, limit
         if reason:
             self._log(sandbox, replica.index, "system", reason)
@@ -827,6 +920,12 @@ class Supervisor:
             for mount in _mounts_under(run_dir):
                 _umount(mount)
             shutil.rmtree(run_dir, ignore_errors=True)
+        if replica.proxy is not None:
+            replica.proxy.close()
+            replica.proxy = None
+        if replica.disk_watch is not None:
+            replica.disk_watch.cancel()
+            replica.disk_watch = None
         replica.proc = None
         replica.run_dir = None
         replica.uid = None

@@ -26,7 +26,13 @@ import nomad.api.exceptions as nomad_errors
 from nomad.api.base import Requester
 
 from sandbox import nomad_jobs
-from sandbox.errors import ResourceUnavailable, SandboxError, SandboxNotFound, SandboxUnavailable
+from sandbox.errors import (
+    ResourceUnavailable,
+    SandboxError,
+    SandboxNotFound,
+    SandboxUnavailable,
+    SpecNotSupported,
+)
 from sandbox.executors.base import Executor
 from sandbox.signing import sign_url
 from sandbox.spec import LimitName, LogLine, ReplicaStatus, SandboxHandle, SandboxSpec, SandboxStatus, State
@@ -161,6 +167,9 @@ class NomadExecutor(Executor):
     # the contract
 
     def start(self, spec: SandboxSpec) -> SandboxHandle:
+        if spec.purpose == "build":
+            raise SpecNotSupported("the Nomad executor builds environments in each allocation's environment task, "
+                                   "not as a build sandbox")
         job_id = nomad_jobs.new_job_id(spec)
         job = nomad_jobs.build_job(spec, job_id, self.config.settings, self._artifact_urls(spec))
         namespace = job.namespace

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import json
 import subprocess
 import threading
 import zipfile
@@ -15,6 +16,8 @@ import pytest
 from sandbox_helpers import run
 
 from sandbox import EnvironmentBuildError, State
+from sandbox.errors import RequirementRefused
+from sandbox.requirements import check_requirements
 from sandbox.environments import (
     EnvironmentBuilder,
     cpu_preferences,
@@ -48,19 +51,24 @@ def make_wheel(directory: Path, name: str, version: str, source: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("wheels")
+def wheelhouse(sandbox_var: Path) -> Path:
+    # World-readable: the build sandbox reads it as its own unprivileged uid.
+    directory = sandbox_var / "wheels"
+    directory.mkdir(mode=0o755, exist_ok=True)
     make_wheel(directory, "podium_demo", "1.0", "ANSWER = 42\n")
+    for wheel in directory.iterdir():
+        wheel.chmod(0o644)
     return directory
 
 
 @pytest.fixture(scope="module")
-def builder(sandbox_var: Path, wheelhouse: Path) -> EnvironmentBuilder:
+def builder(sandbox_var: Path, wheelhouse: Path, local_executor: LocalExecutor) -> EnvironmentBuilder:
     # Offline: only the wheelhouse. The real host index configuration is
     # exercised by the translation tests below.
     return EnvironmentBuilder(
         root=sandbox_var / "sandbox" / "envs",
         pip_settings={"no-index": "1", "find-links": str(wheelhouse)},
+        executor=local_executor,
     )
 
 
@@ -119,10 +127,10 @@ def test_the_key_ignores_order_comments_and_blank_lines(builder: EnvironmentBuil
 
 def test_it_builds_an_environment_once_and_then_hits_the_cache(builder: EnvironmentBuilder) -> None:
     lines: list[str] = []
-    first = builder.ensure("podium-demo==1.0", on_output=lines.append)
+    first = builder.ensure("podium-demo==1.0", on_output=lines.append, tenant="w1")
     assert not first.cached
     assert any("podium-demo==1.0" in line for line in lines), lines  # uv's output streamed live
-    again = builder.ensure("podium-demo==1.0")
+    again = builder.ensure("podium-demo==1.0", tenant="w2")
     assert again.cached and again.path == first.path
     out = subprocess.run(
         [str(first.python), "-c", "import podium_demo; print(podium_demo.ANSWER)"],
@@ -139,7 +147,8 @@ def test_concurrent_requests_build_it_once(builder: EnvironmentBuilder) -> None:
 
     def build() -> None:
         results.append(
-            builder.ensure("podium-demo", on_output=lambda line: venv_runs.append(line) if " venv " in line else None)
+            builder.ensure("podium-demo", tenant="w1",
+                           on_output=lambda line: venv_runs.append(line) if " venv " in line else None)
         )
 
     threads = [threading.Thread(target=build) for _ in range(4)]
@@ -154,18 +163,18 @@ def test_concurrent_requests_build_it_once(builder: EnvironmentBuilder) -> None:
 
 def test_a_bad_requirement_fails_with_the_installers_own_error(builder: EnvironmentBuilder) -> None:
     with pytest.raises(EnvironmentBuildError) as failure:
-        builder.ensure("podium-no-such-package==9.9")
+        builder.ensure("podium-no-such-package==9.9", tenant="w1")
     assert "podium-no-such-package" in str(failure.value)
-    assert builder.lookup("podium-no-such-package==9.9") is None
-    with pytest.raises(EnvironmentBuildError) as failure:
-        builder.ensure("numpy>>>1")
-    assert "numpy>>>1" in failure.value.output
+    assert builder.lookup("podium-no-such-package==9.9", tenant="w1") is None
+    with pytest.raises(RequirementRefused) as refused:
+        builder.ensure("numpy>>>1", tenant="w1")
+    assert "line 1 ('numpy>>>1')" in str(refused.value)
 
 
 def test_a_sandbox_imports_from_its_environment_read_only(
     builder: EnvironmentBuilder, local_executor: LocalExecutor
 ) -> None:
-    env = builder.ensure("podium-demo==1.0")
+    env = builder.ensure("podium-demo==1.0", tenant="w1")
     status, out = run(
         local_executor,
         (
@@ -188,9 +197,17 @@ def test_the_hosts_index_config_resolves_torch_to_the_local_cpu_build(tmp_path: 
     if not local_cpu_wheels(settings):
         pytest.skip("this host has no local +cpu wheels in pip's find-links")
     builder = EnvironmentBuilder(root=tmp_path)
-    plan = builder.install_plan("torch", tmp_path / "venv")
+    spec = builder.build_spec(tmp_path / "venv", check_requirements("torch"), "cpu", tmp_path, tmp_path / "cache",
+                              scope="shared", bundle=None)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert spec.purpose == "build" and spec.network == "index"
+    assert "/code/cpu-builds.txt" in plan["constraints"]
+    pins = (tmp_path / "cpu-builds.txt").read_text()
+    assert pins.startswith("torch==") and "+cpu" in pins
+    argv = [builder.uv, "pip", "install", "--python", str(tmp_path / "venv" / "bin" / "python"), "torch",
+            *plan["index_args"], "--constraint", str(tmp_path / "cpu-builds.txt"), "--dry-run"]
     subprocess.run([builder.uv, "venv", "-q", "--python", builder.python, str(tmp_path / "venv")], check=True)
-    dry = subprocess.run([*plan, "--dry-run"], capture_output=True, text=True, timeout=120)
+    dry = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0, dry.stderr
     assert "torch==" in dry.stderr and "+cpu" in dry.stderr.split("torch==", 1)[1].split()[0]
     assert "nvidia" not in dry.stderr
