@@ -50,7 +50,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from sandbox.config import SandboxConfig
-from sandbox.errors import EnvironmentBuildError
+from sandbox.errors import EnvironmentBuildError, RequirementRefused
 from sandbox.paths import unreachable_reason
 from sandbox.requirements import CheckedRequirements, check_requirements
 from sandbox.spec import Limits, Network, Resources, SandboxSpec, State
@@ -311,9 +311,12 @@ class EnvironmentBuilder:
 
     def lookup(self, requirements: str, variant: Variant = "cpu", *, tenant: str,
                bundle: Path | None = None) -> Environment | None:
-        """The ready environment for these requirements, or None. Never builds; raises
-        ``RequirementRefused`` for requirements that could never be built."""
-        checked = check_requirements(requirements, bundle=bundle, allow_urls=True)
+        """The ready environment for these requirements, or None (also for requirements that could never be
+        built: ``ensure`` says why). Never builds."""
+        try:
+            checked = check_requirements(requirements, bundle=bundle, allow_urls=True)
+        except RequirementRefused:
+            return None
         for _, key, _ in self._candidates(checked, variant, tenant, bundle):
             found = self._ready(key, variant)
             if found is not None:

@@ -77,11 +77,15 @@ def sklearn_environment(browser_var: Path) -> None:
     """The scikit-learn template's environment, built once before the browser clicks "Test" (the warm path
     the editor is made for; a cold one is built by the worker)."""
     from sandbox.environments import EnvironmentBuilder
+    from sandbox.executors.local import LocalExecutor
     from webapp.ide import catalog
     from webapp.ide import files as ide_files
 
     manifest = ide_files.manifest_for(catalog.templates()["sklearn"]["files"])
-    EnvironmentBuilder(root=SandboxConfig(var_dir=browser_var).envs_dir).ensure("\n".join(manifest["requirements"]))
+    config = SandboxConfig(var_dir=browser_var)
+    # Index packages with wheels: a shared environment, found by every workspace's runs.
+    EnvironmentBuilder(root=config.envs_dir, executor=LocalExecutor(config=config)).ensure(
+        "\n".join(manifest["requirements"]), tenant="w0")
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import pytest
 from sandbox_helpers import run
 
 from sandbox import EnvironmentBuildError, State
-from sandbox.errors import RequirementRefused
-from sandbox.requirements import check_requirements
 from sandbox.environments import (
     EnvironmentBuilder,
     cpu_preferences,
@@ -26,7 +24,9 @@ from sandbox.environments import (
     read_pip_config,
     uv_index_args,
 )
+from sandbox.errors import RequirementRefused
 from sandbox.executors.local import LocalExecutor
+from sandbox.requirements import check_requirements
 
 
 def make_wheel(directory: Path, name: str, version: str, source: str) -> Path:

@@ -334,3 +334,42 @@ def test_deleting_the_workspace_stops_its_model_servers(deployer, alice, acme):
     while get_executor().poll(handle).state != State.STOPPED and time.monotonic() < deadline:
         time.sleep(0.05)
     assert get_executor().poll(handle).state == State.STOPPED
+
+
+@pytest.mark.parametrize("line", ["-r /etc/shadow", "pkg @ file:///srv/podium/artifacts/1/2/v1/code/bundle/pkg",
+                                  "--index-url http://127.0.0.1:5432/simple", "../outside"])
+def test_an_upload_with_a_requirement_that_reads_host_files_is_refused_naming_the_line(deployer, acme, line):
+    response = upload(deployer, "sneaky", custom_bundle(ECHO, requirements=["numpy", line]))
+    assert response.status_code == 400, response.content
+    assert f"line 2 ({line!r})" in response.json()["detail"]
+    assert not ModelVersion.objects.filter(model__name="sneaky").exists()
+
+
+USES_BUNDLED_PACKAGE = """
+    import mine
+
+    class Model:
+        def load(self):
+            pass
+
+        def predict(self, body):
+            return {"from_my_package": mine.VALUE}
+"""
+
+
+def test_a_package_in_the_bundle_is_built_from_source_in_the_build_sandbox(deployer, invoke_key, acme):
+    # setuptools comes from the package index through the build's index proxy; the build backend runs in the
+    # build sandbox as this workspace's own build.
+    pyproject = ("[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
+                 "[project]\nname = 'mine'\nversion = '1.0'\n")
+    bundle = custom_bundle(USES_BUNDLED_PACKAGE, requirements=["./packages/mine"],
+                           **{"packages/mine/pyproject.toml": pyproject,
+                              "packages/mine/mine/__init__.py": "VALUE = 'built in the sandbox'\n"})
+    response = upload(deployer, "bundled", bundle)
+    assert response.status_code == 201, response.content
+    version = deployer.get("/api/v1/workspaces/acme/models/bundled/versions/1").json()
+    assert version["status"] == "ready", version
+    import asyncio
+
+    answer = asyncio.run(predict(invoke_key, "/v1/models/bundled/predict", {}))
+    assert answer.json() == {"from_my_package": "built in the sandbox"}, answer.text

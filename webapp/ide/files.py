@@ -19,6 +19,8 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sandbox.errors import RequirementRefused
+from sandbox.requirements import check_requirements
 from webapp.serving import bundles
 from webapp.workspaces.actions import ActionError
 
@@ -88,15 +90,18 @@ def syntax_errors(path: str, content: str) -> list[dict[str, Any]]:
 
 
 def requirement_lines(text: str) -> list[str]:
+    """The lines of a requirements.txt, each checked as a deploy checks it (``sandbox.requirements``): no
+    installer options, no paths outside the model. URL lines are checked against the workspace's network
+    setting when the environment is built."""
+    try:
+        check_requirements(text, allow_urls=True)
+    except RequirementRefused as exc:
+        raise ActionError(f"requirements.txt {str(exc)[len('requirements '):]}", field="files") from None
     lines = []
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            raise ActionError(f"requirements.txt lists packages only; {line[:40]!r} is an installer option.",
-                              field="files")
-        lines.append(line)
+        if line and not line.startswith("#"):
+            lines.append(line)
     return lines
 
 

@@ -43,10 +43,10 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from sandbox import Limits, Network, SandboxError, SandboxHandle, SandboxSpec, get_executor
-from sandbox.environments import EnvironmentBuilder
 from webapp.ide import actions, warm
 from webapp.ide import files as f
 from webapp.ide.models import TestRun
+from webapp.serving import environments
 from webapp.serving.bundles import RUNTIME_DIR
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,11 @@ _THREAD_SLOTS = threading.BoundedSemaphore(8)
 def dispatch(run_id: str) -> None:
     """Start the run now in a thread when its environment is built, else queue it for the worker.
     Never raises (it runs after the request's commit): a run that cannot start is marked failed."""
-    run = TestRun.objects.select_related("model").filter(pk=run_id).first()
+    run = TestRun.objects.select_related("model", "workspace").filter(pk=run_id).first()
     if run is None:
         return
     try:
-        if EnvironmentBuilder().lookup(run.requirements) is not None and _THREAD_SLOTS.acquire(blocking=False):
+        if environments.lookup(run.requirements, run.workspace) is not None and _THREAD_SLOTS.acquire(blocking=False):
             thread = threading.Thread(target=_in_thread, args=(run_id,), name=f"test-run-{run_id}", daemon=True)
             _threads.add(thread)
             thread.start()
@@ -203,13 +203,13 @@ def _error(kind: str, message: str, traceback: str = "", line: int | None = None
 
 
 def _environment(run: TestRun, reporter: Reporter) -> Path | None:
-    builder = EnvironmentBuilder()
-    found = builder.lookup(run.requirements)
+    found = environments.lookup(run.requirements, run.workspace)
     if found is None:
         reporter.status("building", environment_cached=False)
         reporter.line("system", "podium: building the environment from requirements.txt")
         try:
-            found = builder.ensure(run.requirements, on_output=lambda text: reporter.line("build", text))
+            found = environments.ensure(run.requirements, run.workspace,
+                                        on_output=lambda text: reporter.line("build", text))
         except SandboxError as exc:
             reporter.line("system", str(exc))
             reporter.status("failed", failed_step="environment",

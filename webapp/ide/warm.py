@@ -472,9 +472,9 @@ def prewarm(run_like: TestRun, manifest: dict[str, Any], model_name: str) -> str
     """Start a runner for what a test run of ``run_like`` (not saved) would need, if the environment is
     built; the state in a word: ``ready``, ``starting``, ``cold`` (environment not built: the first Test
     builds it) or ``off`` (GPU model, or warm runners turned off)."""
-    from sandbox.environments import EnvironmentBuilder
+    from webapp.serving import environments
 
-    found = EnvironmentBuilder().lookup(run_like.requirements)
+    found = environments.lookup(run_like.requirements, run_like.workspace)
     if found is None:
         return "cold"
     wanted = wanted_for(run_like, found.path, manifest, test_network(run_like))

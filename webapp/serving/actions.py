@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from sandbox.errors import RequirementRefused
+from sandbox.requirements import check_requirements
 from webapp.serving import bundles
 from webapp.serving.models import STEPS, Alias, AliasChange, AliasRoute, Model, ModelVersion
 from webapp.workspaces import events
@@ -77,6 +79,7 @@ def create_version(
             except bundles.BundleError as exc:
                 raise ActionError(str(exc), field="bundle") from None
             _fill_from_manifest(version, manifest, description, promote)
+            check_requirements_of(version, target / "code" / "bundle")
             version.bundle_sha256, version.bundle_size = sha256, size
             version.save()
             if created:
@@ -93,6 +96,15 @@ def create_version(
             shutil.rmtree(target, ignore_errors=True)
         raise
     return version
+
+
+def check_requirements_of(version: ModelVersion, bundle: Path | None) -> None:
+    """Refuse, before anything is queued, requirement lines that could never be installed safely."""
+    try:
+        check_requirements(version.requirements, bundle=bundle,
+                           allow_urls=version.workspace.allow_outbound_network)
+    except RequirementRefused as exc:
+        raise ActionError(str(exc), field="requirements") from None
 
 
 def _fill_from_manifest(version: ModelVersion, manifest: bundles.Manifest, description: str, promote: bool) -> None:

@@ -2,9 +2,9 @@
 
 Steps, each recorded on the version as it starts and ends:
 
-1. ``environment``: the version's requirements become a virtual environment
-   (built once with uv, then cached by their hash); the build output is kept
-   in ``<version dir>/build.log``.
+1. ``environment``: the version's requirements become a virtual environment,
+   built once in a build sandbox (``sandbox.environments``), then cached by
+   their hash; the build output is kept in ``<version dir>/build.log``.
 2. ``start``: the executor starts ``replicas`` model-server sandboxes mounting
    the version's code read-only.
 3. ``ready``: every replica answers ``GET /ready``. A replica that exits first
@@ -29,9 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from sandbox import SandboxError, SandboxHandle, SandboxSpec, get_executor
-from sandbox.environments import EnvironmentBuilder
 from sandbox.spec import Network, Resources
-from webapp.serving import actions
+from webapp.serving import actions, environments
 from webapp.serving.models import AliasRoute, ModelVersion
 from webapp.workspaces.access import Access, Actor
 from webapp.workspaces.models import Membership
@@ -92,7 +91,8 @@ def _environment(version: ModelVersion) -> Path:
             build_log.flush()
 
         try:
-            environment = EnvironmentBuilder().ensure(version.requirements, on_output=emit)
+            environment = environments.ensure(version.requirements, version.workspace,
+                                              bundle=actions.version_dir(version) / "code" / "bundle", on_output=emit)
         except SandboxError as exc:
             emit(str(exc))
             raise StepFailed("environment", f"Installing the requirements failed:\n{exc}") from None
