@@ -190,10 +190,17 @@ def test_the_profile_drops_everything_and_writes_only_scratch_and_socket(tmp_pat
         ({"env": {"LD_PRELOAD": "/x.so"}}, "set by Podium"),
         ({"env": {"BAD NAME": "x"}}, "not a valid environment variable"),
         ({"code_dir": "relative/code"}, "not an absolute path"),
-        ({"purpose": "server", "limits": {"wall_time_s": 5}}, "oneshot runs only"),
+        ({"purpose": "server", "limits": {"wall_time_s": 5}}, "oneshot runs and builds only"),
         ({"resources": {"gpu": {"model": "A100"}}}, "gpus is 0"),
         ({"workspace": "Acme Corp"}, "String should match pattern"),
         ({"command": []}, "at least 1 item"),
+        ({"output_dir": "/srv/envs/x"}, "for builds only"),
+        ({"read_only_paths": ["/etc"]}, "for builds only"),
+        ({"network": "index"}, "network 'index' is for builds"),
+        ({"purpose": "build", "network": "index"}, "a build needs an output_dir"),
+        ({"purpose": "build", "output_dir": "/srv/envs/x"}, "builds have network 'index'"),
+        ({"purpose": "build", "network": "index", "output_dir": "/srv/envs/x", "read_only_paths": ["/opt/../etc"]},
+         "not an absolute path"),
     ],
 )
 def test_the_spec_rejects_what_no_executor_should_run(fields: dict[str, object], problem: str) -> None:
