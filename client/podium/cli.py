@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="move an alias (production by default) back to its previous routing")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--alias", default="production")
+
+    p = sub.add_parser("delete", help="delete a model (every version and its calls), or one version of it")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--version", type=int, help="delete only this version (it must take no traffic)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -190,6 +195,25 @@ def _run(args: argparse.Namespace, client: Client) -> int:
         else:
             result = client.rollback(args.name, args.alias)
         print(f"{args.name}: {result.get('name', args.alias)} -> {describe_routes(result)}")
+    elif args.command == "delete":
+        return _delete(args, client)
+    return EXIT_OK
+
+
+def _delete(args: argparse.Namespace, client: Client) -> int:
+    what = f"version {args.version} of {args.name}" if args.version else f"{args.name} and every version of it"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"deleting {what} cannot be undone: pass --yes to confirm")
+        typed = input(f"Delete {what}? This cannot be undone. Type the model's name to confirm: ")
+        if typed.strip() != args.name:
+            print("podium: not deleted", file=sys.stderr)
+            return EXIT_USAGE
+    if args.version:
+        client.delete_version(args.name, args.version)
+    else:
+        client.delete_model(args.name)
+    print(f"deleted {what}")
     return EXIT_OK
 
 

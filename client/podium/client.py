@@ -205,6 +205,14 @@ class Client:
         result: dict[str, Any] = self.request("POST", f"{self._model(name)}/rollback", json={"alias": alias})
         return result or {}
 
+    def delete_model(self, name: str) -> None:
+        """Delete the model, every version and its call records; its endpoint stops answering at once."""
+        self.request("DELETE", self._model(name))
+
+    def delete_version(self, name: str, number: int) -> None:
+        """Delete one version (refused while an alias routes traffic to it)."""
+        self.request("DELETE", f"{self._model(name)}/versions/{int(number)}")
+
     def predict(self, name: str, body: Any, *, version: int | None = None, timeout: float = 60.0) -> Any:
         """POST a JSON body to the model's endpoint (its production alias, or one version) and return the answer."""
         path = f"/v1/models/{_seg(name)}" + (f"/versions/{int(version)}/predict" if version else "/predict")

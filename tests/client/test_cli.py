@@ -280,3 +280,27 @@ def test_several_workspaces_need_a_choice():
 def test_client_has_no_django():
     source = "\n".join(p.read_text() for p in Path(podium.__file__).parent.glob("*.py"))
     assert "django" not in source.lower()
+
+
+def test_delete_asks_for_yes_when_it_cannot_ask(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    server = FakeServer({})
+    assert main(["delete", "churn"], transport=server.transport) == 2
+    assert "pass --yes to confirm" in capsys.readouterr().err
+    assert not [r for r in server.requests if r.method == "DELETE"]
+
+
+def test_delete_a_model_or_one_version(capsys):
+    server = FakeServer({
+        ("DELETE", "/api/v1/workspaces/acme/models/churn"): (204, None),
+        ("DELETE", "/api/v1/workspaces/acme/models/churn/versions/3"): (204, None),
+        ("DELETE", "/api/v1/workspaces/acme/models/churn/versions/4"):
+            (409, {"detail": "Version 4 still takes traffic; move its aliases to another version first.",
+                   "code": "conflict"}),
+    })
+    assert main(["delete", "churn", "--version", "3", "--yes"], transport=server.transport) == 0
+    assert main(["delete", "churn", "-y"], transport=server.transport) == 0
+    assert main(["delete", "churn", "--version", "4", "--yes"], transport=server.transport) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "deleted version 3 of churn\ndeleted churn and every version of it\n"
+    assert "Version 4 still takes traffic" in captured.err

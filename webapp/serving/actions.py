@@ -237,3 +237,51 @@ def stop_version(actor: Actor, access: Access, version: ModelVersion) -> None:
     record(actor, access.workspace, "model.version_stop", version, number=version.number)
     events.publish(access.workspace.pk, "model.version",
                    {"model": version.model.name, "version": version.number, "status": "stopped"})
+
+
+DEPLOYING = ("queued", "building", "starting")
+
+
+def delete_version(actor: Actor, access: Access, version: ModelVersion) -> None:
+    """Delete a version: its replicas stop, its bundle and logs are removed, its calls stay (without a
+    version). Refused while an alias sends it traffic or its deploy is still running."""
+    _require(access, "models.deploy", "delete versions")
+    if AliasRoute.objects.filter(version=version).exists():
+        raise ActionError(
+            f"Version {version.number} still takes traffic; move its aliases to another version first.", status=409
+        )
+    if version.status in DEPLOYING:
+        raise ActionError(f"Version {version.number} is still deploying; delete it once it is ready or failed.",
+                          status=409)
+    directory = version_dir(version)
+    model = version.model
+    with transaction.atomic():
+        record(actor, access.workspace, "model.version_delete", version, number=version.number)
+        version.delete()  # its sandbox stops after commit (serving/signals.py)
+        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        from webapp.serving import routing
+
+        routing.announce(model.workspace_id, model.name)
+        events.publish(access.workspace.pk, "model.version",
+                       {"model": model.name, "version": version.number, "status": "deleted"})
+
+
+def delete_model(actor: Actor, access: Access, model: Model) -> None:
+    """Delete a model with every version, alias, call record and editor source: serving stops at once
+    (routes are announced gone), replicas stop after commit, files are removed. Refused while a version is
+    deploying."""
+    _require(access, "models.deploy", "delete models")
+    deploying = model.versions.filter(status__in=DEPLOYING).values_list("number", flat=True).first()
+    if deploying is not None:
+        raise ActionError(f"Version {deploying} of {model.name} is still deploying; delete the model once it is "
+                          "ready or failed.", status=409)
+    directory = Path(settings.PODIUM_ARTIFACTS_DIR) / str(model.workspace_id) / str(model.pk)
+    name, workspace_id = model.name, model.workspace_id
+    with transaction.atomic():
+        record(actor, access.workspace, "model.delete", model, versions=model.versions.count())
+        model.delete()
+        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        from webapp.serving import routing
+
+        routing.announce(workspace_id, name)
+        events.publish(access.workspace.pk, "model.deleted", {"model": name})

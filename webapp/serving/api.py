@@ -37,11 +37,18 @@ class ModelListView(WorkspaceAPIView):
 
 
 class ModelDetailView(WorkspaceAPIView):
-    perms: ClassVar[dict[str, str]] = {"GET": "models.read"}
+    perms: ClassVar[dict[str, str]] = {"GET": "models.read", "DELETE": "models.deploy"}
 
     @extend_schema(responses=s.ModelSerializer, summary="Get a model with its aliases", tags=["models"])
     def get(self, request: Request, slug: str, name: str) -> Response:
         return Response(s.ModelSerializer(scoped(_models(self), self.access, name=name)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a model, every version and its calls", tags=["models"],
+                   description="Serving stops at once; the replicas stop and the bundles are removed. Refused "
+                               "(409) while a version is deploying.")
+    def delete(self, request: Request, slug: str, name: str) -> Response:
+        actions.delete_model(self.actor, self.access, scoped(Model.objects.all(), self.access, name=name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class _VersionView(WorkspaceAPIView):
@@ -76,11 +83,18 @@ class VersionListView(_VersionView):
 
 
 class VersionDetailView(_VersionView):
-    perms: ClassVar[dict[str, str]] = {"GET": "models.read"}
+    perms: ClassVar[dict[str, str]] = {"GET": "models.read", "DELETE": "models.deploy"}
 
     @extend_schema(responses=s.VersionSerializer, summary="Get a version and its deploy steps", tags=["models"])
     def get(self, request: Request, slug: str, name: str, number: int) -> Response:
         return Response(s.VersionSerializer(self.version(name, number)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a version", tags=["models"],
+                   description="Its replicas stop and its bundle and logs are removed; its call records stay. "
+                               "Refused (409) while an alias routes to it or it is deploying.")
+    def delete(self, request: Request, slug: str, name: str, number: int) -> Response:
+        actions.delete_version(self.actor, self.access, self.version(name, number))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class VersionStopView(_VersionView):

@@ -17,4 +17,6 @@ urlpatterns = [
     path(f"{MODEL}/try", views.model_try, name="ws-model-try"),
     path(f"{MODEL}/versions/<int:number>", views.version_detail, name="ws-model-version"),
     path(f"{MODEL}/versions/<int:number>/stop", views.version_stop, name="ws-model-version-stop"),
+    path(f"{MODEL}/versions/<int:number>/delete", views.version_delete, name="ws-model-version-delete"),
+    path(f"{MODEL}/delete", views.model_delete, name="ws-model-delete"),
 ]

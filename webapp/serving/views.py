@@ -146,6 +146,10 @@ class VersionRow:
     def can_stop(self) -> bool:
         return self.version.status == "ready" and not self.routed_by
 
+    @property
+    def can_delete(self) -> bool:
+        return not self.routed_by and not self.in_progress
+
 
 @dataclass
 class ModelPage:
@@ -381,6 +385,36 @@ def version_stop(request: HttpRequest, access: Access, name: str, number: int) -
     if request.POST.get("from") == "version":
         return redirect("ws-model-version", access.workspace.slug, name, number)
     return _back(access, version.model)
+
+
+@workspace_page(POST="models.deploy")
+def version_delete(request: HttpRequest, access: Access, name: str, number: int) -> HttpResponse:
+    version = _version(access, name, number)
+    try:
+        actions.delete_version(actor_from_request(request), access, version)
+    except ActionError as error:
+        messages.error(request, error.message)
+        if request.POST.get("from") == "version":
+            return redirect("ws-model-version", access.workspace.slug, name, number)
+    else:
+        messages.success(request, f"Deleted version {number} of {name}.")
+    return _back(access, version.model)
+
+
+@workspace_page(POST="models.deploy")
+def model_delete(request: HttpRequest, access: Access, name: str) -> HttpResponse:
+    """Delete the model once its name is typed (the form's ``confirm``)."""
+    model = _model(access, name)
+    if request.POST.get("confirm", "").strip() != model.name:
+        messages.error(request, f"Type the model's name, {model.name}, to delete it.")
+        return _back(access, model)
+    try:
+        actions.delete_model(actor_from_request(request), access, model)
+    except ActionError as error:
+        messages.error(request, error.message)
+        return _back(access, model)
+    messages.success(request, f"Deleted {name} and its versions.")
+    return redirect("ws-models", access.workspace.slug)
 
 
 # Calling a model from its page ------------------------------------------------------------
