@@ -109,6 +109,10 @@ def test_the_model_page_deletes_only_when_the_name_is_typed(client, alice, acme,
     assert done.redirect_chain[-1][0] == "/w/acme/models"
     assert b"Deleted greeter and its versions." in done.content
     assert not Model.objects.filter(name="greeter").exists()
+    audit = client.get("/w/acme/audit").content.decode()
+    assert "deleted the model greeter and its 1 version" in audit
+    assert "uploaded greeter v1" in audit
+    assert "rolled greeter’s production out to v1" in audit
 
 
 def test_a_viewer_cannot_delete_from_the_page(client, acme, member_of, serving, alice):
