@@ -228,6 +228,13 @@ PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
 PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
 PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)
 PODIUM_METRICS_TOKEN = envsecret("PODIUM_METRICS_TOKEN", "") or ""
+# Per-workspace quotas (webapp/serving/quotas.py): the defaults; `manage.py quota` sets one workspace's own.
+PODIUM_QUOTA_REPLICAS = envint("PODIUM_QUOTA_REPLICAS", 8)
+PODIUM_QUOTA_CPU = envint("PODIUM_QUOTA_CPU", 8)
+PODIUM_QUOTA_MEMORY_MIB = envint("PODIUM_QUOTA_MEMORY_MIB", 16384)
+PODIUM_QUOTA_GPUS = envint("PODIUM_QUOTA_GPUS", 2)
+PODIUM_QUOTA_TEST_RUNS = envint("PODIUM_QUOTA_TEST_RUNS", 4)
+PODIUM_QUOTA_BUILDS = envint("PODIUM_QUOTA_BUILDS", 2)
 # The editor's test runs (webapp/ide/runner.py) and warm runners (webapp/ide/warm.py).
 PODIUM_IDE_TEST_WALL_S = envint("PODIUM_IDE_TEST_WALL_S", 120)
 PODIUM_IDE_WARM_RUNNERS = envint("PODIUM_IDE_WARM_RUNNERS", 2)

@@ -26,10 +26,12 @@ from webapp.ide import catalog
 from webapp.ide import files as f
 from webapp.ide.models import Draft, ModelSource, SourceRevision, TestRun
 from webapp.serving import actions as serving
+from webapp.serving import quotas
 from webapp.serving.models import Model, ModelVersion
 from webapp.workspaces import events
 from webapp.workspaces.access import Access, Actor
 from webapp.workspaces.actions import ActionError, record
+from webapp.workspaces.models import Workspace
 
 EDITING_WINDOW_S = 45
 MAX_SAMPLE_BYTES = 1024 * 1024
@@ -258,6 +260,8 @@ def start_test_run(actor: Actor, access: Access, model: Model, files: Any, sampl
     manifest = f.manifest_for(cleaned, list(binaries))
     check_sample_input(sample_input)
     with transaction.atomic():
+        Workspace.objects.select_for_update().get(pk=access.workspace.pk)  # one quota check at a time
+        quotas.check_test_run(access.workspace)
         run = TestRun.objects.create(
             id=secrets.token_hex(8), workspace=access.workspace, model=model, created_by=actor.user,
             files=cleaned, sample_input=sample_input, requirements="\n".join(manifest["requirements"]),

@@ -20,11 +20,12 @@ from django.utils import timezone
 
 from sandbox.errors import RequirementRefused
 from sandbox.requirements import check_requirements
-from webapp.serving import bundles
+from webapp.serving import bundles, environments, quotas
 from webapp.serving.models import STEPS, Alias, AliasChange, AliasRoute, Model, ModelVersion
 from webapp.workspaces import events
 from webapp.workspaces.access import Access, Actor
 from webapp.workspaces.actions import ActionError, record
+from webapp.workspaces.models import Workspace
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -80,6 +81,12 @@ def create_version(
                 raise ActionError(str(exc), field="bundle") from None
             _fill_from_manifest(version, manifest, description, promote)
             check_requirements_of(version, target / "code" / "bundle")
+            Workspace.objects.select_for_update().get(pk=access.workspace.pk)  # one quota check at a time
+            quotas.check_version(
+                access.workspace, replicas=version.replicas, cpu=version.cpu, memory_mib=version.memory_mib,
+                gpus=version.gpus,
+                needs_build=environments.lookup(version.requirements, access.workspace,
+                                                bundle=target / "code" / "bundle") is None)
             version.bundle_sha256, version.bundle_size = sha256, size
             version.save()
             if created:

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from sandbox import SandboxError, SandboxHandle, get_executor
-from webapp.serving import actions, deploy
+from webapp.serving import actions, deploy, quotas
 from webapp.serving import serializers as s
 from webapp.serving.models import Alias, AliasRoute, Invocation, Model, ModelVersion
 from webapp.workspaces.access import scoped
@@ -226,3 +226,12 @@ class MetricsView(_VersionView):
             for minute, number, requests, errors, p50, p95, p99 in rows
         ]
         return Response({"minutes": minutes, "series": series})
+
+
+class QuotaView(WorkspaceAPIView):
+    perms: ClassVar[dict[str, str]] = {"GET": "workspace.read"}
+
+    @extend_schema(responses=s.QuotaSerializer(many=True), summary="The workspace's quotas and what it uses of them",
+                   tags=["workspaces"])
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(s.QuotaSerializer(quotas.report(self.access.workspace), many=True).data)

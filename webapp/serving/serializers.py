@@ -126,3 +126,11 @@ class InvocationSerializer(serializers.ModelSerializer[Invocation]):
         fields = ["request_id", "created_at", "version", "alias", "status_code", "latency_ms", "request_bytes",
                   "response_bytes", "error"]
         read_only_fields = fields
+
+
+class QuotaSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    used = serializers.FloatField()
+    limit = serializers.FloatField()
+    shown = serializers.CharField(help_text="in words, e.g. '3 GiB of 16 GiB'")

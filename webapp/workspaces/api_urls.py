@@ -26,6 +26,7 @@ urlpatterns = [
     path("workspaces/<slug:slug>/keys", api.ApiKeyListView.as_view(), name="api-keys"),
     path("workspaces/<slug:slug>/keys/<int:pk>", api.ApiKeyDetailView.as_view(), name="api-key"),
     path("workspaces/<slug:slug>/audit", api.AuditLogView.as_view(), name="api-audit"),
+    path("workspaces/<slug:slug>/quotas", serving.QuotaView.as_view(), name="api-quotas"),
     path("workspaces/<slug:slug>/models", ide.ModelListCreateView.as_view(), name="api-models"),
     path("workspaces/<slug:slug>/model-templates", ide.TemplateListView.as_view(), name="api-model-templates"),
     path("workspaces/<slug:slug>/models/<slug:name>", serving.ModelDetailView.as_view(), name="api-model"),

@@ -23,6 +23,10 @@ class Workspace(models.Model):
     allow_outbound_network = models.BooleanField(
         default=False, help_text="Sandboxes of this workspace may reach the internet (never Podium's own services)."
     )
+    quotas = models.JSONField(
+        default=dict, blank=True,
+        help_text="This workspace's own quotas, over the operator's defaults (webapp/serving/quotas.py).",
+    )
 
     class Meta:
         ordering = ["name"]

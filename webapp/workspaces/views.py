@@ -32,6 +32,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.accounts.views import safe_next
+from webapp.serving import quotas
 from webapp.workspaces import actions
 from webapp.workspaces.access import Access, actor_from_request, scoped, workspace_for, workspaces_of
 from webapp.workspaces.actions import ActionError
@@ -422,6 +423,7 @@ def _settings_page(request: HttpRequest, access: Access, rename: RenameForm | No
         "rename_form": rename or RenameForm(initial={"name": access.workspace.name}),
         "delete_form": delete or DeleteForm(),
         "owner_count": Membership.objects.filter(workspace=access.workspace, role="owner").count(),
+        "quotas": quotas.report(access.workspace),
         **_executor_facts(),
     }
     return page(request, access, "workspaces/settings.html", context, tab="settings", status=status)
