@@ -10,8 +10,10 @@ import json
 import os
 import tarfile
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import jinja2
@@ -21,6 +23,7 @@ from fake_nomad import FakeNomad
 from sandbox import (
     GpuConstraints,
     Limits,
+    Network,
     Resources,
     SandboxError,
     SandboxNotFound,
@@ -32,6 +35,7 @@ from sandbox import (
 from sandbox.environments import MARKER
 from sandbox.executors.nomad import NomadConfig, NomadExecutor
 from sandbox.signing import sign_url, verify_signature
+from sandbox.spec import Purpose
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = nomad_jobs.NomadSettings(datacenters=["dc1"])
@@ -108,6 +112,36 @@ def test_it_renders_jobs_matching_the_golden_files(case: str, tmp_path: Path) ->
     if os.environ.get("PODIUM_UPDATE_GOLDEN"):
         path.write_text(rendered)
     assert rendered == path.read_text()
+
+
+def _all_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [task for group in job["Job"]["TaskGroups"] for task in group["Tasks"]]
+
+
+@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+@pytest.mark.parametrize("with_environment", [False, True], ids=["bare", "environment"])
+@pytest.mark.parametrize("network", list(Network))
+def test_every_task_of_every_purpose_drops_all_capabilities(
+    purpose: str, with_environment: bool, network: Network, tmp_path: Path
+) -> None:
+    env = None
+    if with_environment:
+        env = tmp_path / "env"
+        env.mkdir()
+        (env / MARKER).write_text(json.dumps({"requirements": "numpy", "python": "3.11.2"}))
+    spec = SandboxSpec.model_validate(
+        {"workspace": "acme", "name": "caps", "purpose": purpose, "command": ["true"], "environment": env}
+    ).model_copy(update={"network": network})
+    tasks = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "caps-0", SETTINGS, {})))
+    assert len(tasks) == (2 if with_environment else 1)
+    for task in tasks:
+        assert task["Config"].get("cap_drop") == ["all"], f"{purpose}: task {task['Name']} keeps capabilities"
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_every_task_in_the_golden_files_drops_all_capabilities(path: Path) -> None:
+    for task in _all_tasks(json.loads(path.read_text())):
+        assert task["Config"].get("cap_drop") == ["all"], f"{path.name}: task {task['Name']} keeps capabilities"
 
 
 def test_an_unfilled_placeholder_fails_the_render() -> None:
