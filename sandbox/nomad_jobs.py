@@ -29,6 +29,7 @@ from sandbox.spec import SandboxSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "nomad-jobs"
 SECOND_NS = 1_000_000_000
+RESTART_MIN_INTERVAL_NS = 5 * SECOND_NS  # Nomad refuses a shorter RestartPolicy Interval
 TIME_LIMIT_EXIT = 124  # what coreutils' timeout exits with when it had to stop the command
 
 
@@ -58,10 +59,11 @@ class TaskData(_Data):
 
 
 class RestartData(_Data):
+    """A server's in-place restarts (Nomad RestartPolicy, mode "fail")."""
+
     attempts: int
     interval_ns: int
     delay_ns: int
-    max_delay_ns: int
 
 
 class JobData(_Data):
@@ -209,7 +211,6 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
                 memory_mb=max(512, spec.resources.memory_mib),
             ),
         )
-    policy = spec.restart
     return JobData(
         id=job_id,
         namespace=namespace_for(spec.workspace, settings),
@@ -223,12 +224,7 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
             "podium_network": spec.network.value,
         },
         count=spec.replicas,
-        restart=RestartData(
-            attempts=policy.attempts,
-            interval_ns=int(policy.reset_after_s * SECOND_NS) * max(1, policy.attempts),
-            delay_ns=int(policy.backoff_s * SECOND_NS),
-            max_delay_ns=int(policy.max_backoff_s * SECOND_NS),
-        ),
+        restart=restart_data(spec),
         disk_mb=spec.limits.disk_mib,
         network_mode="none" if spec.network == "none" else "bridge",
         service_name=job_id,
@@ -238,9 +234,28 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
     )
 
 
+def restart_data(spec: SandboxSpec) -> RestartData:
+    """The spec's restart policy as Nomad takes it. Nomad refuses an ``Interval``
+    under 5 s or shorter than ``Attempts x Delay``; its delay is constant (plus
+    jitter), so ``max_backoff_s`` has no equivalent."""
+    policy = spec.restart
+    delay_ns = int(policy.backoff_s * SECOND_NS)
+    interval_ns = max(
+        RESTART_MIN_INTERVAL_NS,
+        int(policy.reset_after_s * SECOND_NS) * max(1, policy.attempts),
+        policy.attempts * delay_ns,
+    )
+    return RestartData(attempts=policy.attempts, interval_ns=interval_ns, delay_ns=delay_ns)
+
+
 def unenforced(spec: SandboxSpec) -> list[str]:
     """Limits of ``spec`` that a Nomad job cannot enforce, in words."""
     notes = [f"the process limit ({spec.limits.pids}) is not enforced by Nomad's exec driver"]
+    if spec.purpose == "server" and spec.restart.attempts and spec.restart.max_backoff_s > spec.restart.backoff_s:
+        notes.append(
+            f"restarts wait a constant {spec.restart.backoff_s:g} s on Nomad (its restart delay does not grow "
+            f"up to max_backoff_s)"
+        )
     if spec.network == "none" and spec.purpose != "oneshot":
         notes.append(
             "network 'none' for a reachable sandbox relies on the cluster's bridge firewall "

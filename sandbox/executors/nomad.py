@@ -14,6 +14,7 @@ and yields a replica's stdout before its stderr.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from sandbox.spec import LimitName, LogLine, ReplicaStatus, SandboxHandle, Sandb
 
 TASK = "sandbox"
 EVAL_WAIT_S = 5.0
+MULTIERROR_HEAD = re.compile(r"\d+ errors? occurred:")
 
 
 def _secret(name: str) -> str | None:
@@ -127,10 +129,17 @@ class NomadExecutor(Executor):
         except nomad_errors.URLNotFoundNomadException:
             raise
         except (nomad_errors.BaseNomadException, OSError) as exc:
-            detail = getattr(getattr(exc, "nomad_resp", None), "text", None) or str(exc)
-            if isinstance(exc, nomad_errors.BadRequestNomadException):
-                raise SandboxError(f"Nomad rejected the request: {detail.strip()}") from None
-            raise SandboxUnavailable(f"Nomad at {self.config.address} failed: {detail.strip()}") from None
+            raise self._translate(exc, "request") from None
+
+    def _translate(self, exc: Exception, what: str) -> SandboxError:
+        """A failed call as Podium's error. Nomad answers a job that fails validation with
+        HTTP 500 and its multierror text: that is a rejection of what Podium sent, not an outage."""
+        response = getattr(exc, "nomad_resp", None)
+        detail = (getattr(response, "text", None) or str(exc)).strip()
+        status = getattr(response, "status_code", None)
+        if status == 400 or (status == 500 and MULTIERROR_HEAD.match(detail)):
+            return SandboxError(f"Nomad rejected the {what}: {_flatten_multierror(detail)}")
+        return SandboxUnavailable(f"Nomad at {self.config.address} failed: {detail}")
 
     def _ns(self, handle: SandboxHandle) -> str:
         if handle.executor != self.name:
@@ -165,7 +174,10 @@ class NomadExecutor(Executor):
         job = nomad_jobs.build_job(spec, job_id, self.config.settings, self._artifact_urls(spec))
         namespace = job.namespace
         self._ensure_namespace(namespace, spec.workspace)
-        result = self._call(self.api.jobs.register_job, nomad_jobs.render(job))
+        try:
+            result = self.api.jobs.register_job(nomad_jobs.render(job))
+        except (nomad_errors.BaseNomadException, OSError) as exc:
+            raise self._translate(exc, "job") from None
         handle = SandboxHandle(
             executor=self.name,
             id=job_id,
@@ -369,6 +381,21 @@ def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitNa
     if event.get("Signal"):
         return f"killed by signal {event['Signal']}", None
     return (f"exited with code {code}" if code is not None else event.get("DisplayMessage") or "failed"), None
+
+
+def _flatten_multierror(text: str) -> str:
+    """Nomad's nested multierror text on one line: ``Task group sandbox validation failed:
+    Delay cannot be less than 5s (got 1s)``; sibling errors are joined with ``; ``."""
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = MULTIERROR_HEAD.sub("", raw.strip().removeprefix("* ")).strip()
+        if not line:
+            continue
+        if parts and parts[-1].endswith(":"):
+            parts[-1] = f"{parts[-1]} {line}"
+        else:
+            parts.append(line)
+    return "; ".join(parts) or text.strip()
 
 
 def _placement_message(spec: SandboxSpec, metrics: dict[str, Any]) -> str:

@@ -58,9 +58,114 @@ def parse_bool(value: str | None) -> bool:
     raise NomadError(400, f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
-def multierror(errors: list[str]) -> NomadError:
-    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''} occurred"
-    return NomadError(400, f"{count}:\n" + "".join(f"\t* {e}\n" for e in errors) + "\n")
+def go_multierror(errors: list[str]) -> str:
+    """A list of errors as hashicorp/go-multierror prints it."""
+    head = "1 error occurred" if len(errors) == 1 else f"{len(errors)} errors occurred"
+    return f"{head}:\n\t" + "\n\t".join(f"* {e}" for e in errors) + "\n\n"
+
+
+def multierror(errors: list[str], status: int = 500) -> NomadError:
+    """Nomad answers a job (or namespace) that fails validation with HTTP 500 and the multierror text."""
+    return NomadError(status, go_multierror(errors))
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go's time.Duration.String() writes it (``1s``, ``1.5s``, ``200ms``, ``5m0s``)."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return sign + f"{ns / 1000:.3f}".rstrip("0").rstrip(".") + "µs"
+    if ns < NS:
+        return sign + f"{ns / 1_000_000:.6f}".rstrip("0").rstrip(".") + "ms"
+    hours, rest = divmod(ns, 3600 * NS)
+    minutes, rest = divmod(rest, 60 * NS)
+    seconds = f"{rest / NS:.9f}".rstrip("0").rstrip(".")
+    return sign + (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{seconds}s"
+
+
+# What Nomad's API fills in for a task group's policies that a job leaves out (per job type).
+RESTART_DEFAULTS = {
+    "service": {"Attempts": 2, "Interval": 1800 * NS, "Delay": 15 * NS, "Mode": "fail", "RenderTemplates": False},
+    "batch": {"Attempts": 3, "Interval": 86400 * NS, "Delay": 15 * NS, "Mode": "fail", "RenderTemplates": False},
+}
+RESCHEDULE_DEFAULTS = {
+    "service": {
+        "Attempts": 0,
+        "Interval": 0,
+        "Delay": 30 * NS,
+        "DelayFunction": "exponential",
+        "MaxDelay": 3600 * NS,
+        "Unlimited": True,
+    },
+    "batch": {
+        "Attempts": 1,
+        "Interval": 86400 * NS,
+        "Delay": 5 * NS,
+        "DelayFunction": "constant",
+        "MaxDelay": 0,
+        "Unlimited": False,
+    },
+}
+RESTART_MIN_INTERVAL = 5 * NS
+RESCHEDULE_MIN_DELAY = 5 * NS
+
+
+def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as Nomad stores it: each group's restart and reschedule policies merged over the defaults."""
+    kind = "batch" if job.get("Type") in ("batch", "sysbatch") else "service"
+    groups = []
+    for group in job.get("TaskGroups") or []:
+        group = dict(group)
+        group["RestartPolicy"] = {**RESTART_DEFAULTS[kind], **(group.get("RestartPolicy") or {})}
+        group["ReschedulePolicy"] = {**RESCHEDULE_DEFAULTS[kind], **(group.get("ReschedulePolicy") or {})}
+        groups.append(group)
+    return {**job, "TaskGroups": groups}
+
+
+def restart_policy_errors(policy: dict[str, Any]) -> list[str]:
+    errors = []
+    mode, attempts, interval, delay = policy["Mode"], policy["Attempts"], policy["Interval"], policy["Delay"]
+    if mode not in ("delay", "fail"):
+        errors.append(f'Unsupported restart mode: "{mode}"')
+    if attempts == 0 and mode != "fail":
+        errors.append(f'Restart policy "{mode}" with {attempts} attempts is ambiguous')
+    if interval < RESTART_MIN_INTERVAL:
+        errors.append(
+            f"Interval can not be less than {go_duration(RESTART_MIN_INTERVAL)} (got {go_duration(interval)})"
+        )
+    if attempts * delay > interval:
+        errors.append(
+            f"Nomad can't restart the TaskGroup {attempts} times in an interval of {go_duration(interval)} "
+            f"with a delay of {go_duration(delay)}"
+        )
+    return errors
+
+
+def reschedule_policy_errors(policy: dict[str, Any]) -> list[str]:
+    if not (policy["Attempts"] > 0 or policy["Unlimited"]):
+        return []  # rescheduling is off: nothing else is checked
+    errors = []
+    delay, max_delay, function = policy["Delay"], policy["MaxDelay"], policy["DelayFunction"]
+    if policy["Attempts"] > 0:
+        if policy["Interval"] <= 0:
+            errors.append("Interval must be a non zero value if Attempts > 0")
+        if policy["Unlimited"]:
+            errors.append("If Attempts >0, Unlimited cannot also be set to true")
+    if delay < RESCHEDULE_MIN_DELAY:
+        errors.append(f"Delay cannot be less than {go_duration(RESCHEDULE_MIN_DELAY)} (got {go_duration(delay)})")
+    if function not in ("constant", "exponential", "fibonacci"):
+        errors.append(f'Invalid delay function "{function}", must be one of ["constant" "exponential" "fibonacci"]')
+    elif function != "constant":
+        if max_delay < RESCHEDULE_MIN_DELAY:
+            errors.append(
+                f"Max Delay cannot be less than {go_duration(RESCHEDULE_MIN_DELAY)} (got {go_duration(max_delay)})"
+            )
+        if max_delay < delay:
+            errors.append(f"Max Delay cannot be less than Delay {go_duration(delay)} (got {go_duration(max_delay)})")
+    return errors
 
 
 class FakeNomad:
@@ -205,53 +310,59 @@ class FakeNomad:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def validate(self, job: dict[str, Any]) -> None:
+    @staticmethod
+    def validate(job: dict[str, Any]) -> None:
+        """Nomad's own checks of a (canonical) job, with its texts: a group's errors are
+        one multierror inside the job's, a task's one more level down."""
         errors = []
         if not job.get("ID"):
             errors.append("Missing job ID")
         elif " " in job["ID"]:
             errors.append("Job ID contains a space")
         if job.get("Type") not in ("service", "batch", "system", "sysbatch"):
-            errors.append(f"Invalid job type: {job.get('Type')!r}")
+            errors.append(f'Invalid job type: "{job.get("Type")}"')
         if not job.get("Datacenters"):
             errors.append("Missing job datacenters")
         groups = job.get("TaskGroups") or []
         if not groups:
             errors.append("Missing job task groups")
         for group in groups:
-            prefix = f"Task group {group.get('Name')} validation failed"
-            problems = []
-            if group.get("Count", 1) < 0:
-                problems.append("Task group count can't be negative")
-            mode = (group.get("RestartPolicy") or {}).get("Mode", "fail")
-            if mode not in ("delay", "fail"):
-                problems.append(f"Unsupported restart mode: {mode!r}")
-            labels = {p.get("Label") for n in group.get("Networks") or [] for p in n.get("DynamicPorts") or []}
-            for service in group.get("Services") or []:
-                if service.get("PortLabel") and service["PortLabel"] not in labels:
-                    problems.append(f"Service {service.get('Name')} uses undefined port label {service['PortLabel']!r}")
-            if not group.get("Tasks"):
-                problems.append("Missing tasks for task group")
-            for task in group.get("Tasks") or []:
-                if task.get("Driver") not in DRIVERS:
-                    problems.append(f"Task {task.get('Name')} validation failed: Missing driver")
-                resources = task.get("Resources") or {}
-                if resources.get("MemoryMB", 300) < 10:
-                    problems.append(
-                        f"Task {task.get('Name')} validation failed: minimum MemoryMB value is 10; "
-                        f"got {resources['MemoryMB']}"
-                    )
-                if resources.get("CPU", 100) < 1:
-                    problems.append(f"Task {task.get('Name')} validation failed: minimum CPU value is 1")
+            problems = FakeNomad._group_errors(group)
             if problems:
-                errors.append(prefix + ": " + "; ".join(problems))
+                errors.append(f"Task group {group.get('Name')} validation failed: {go_multierror(problems)}")
         if errors:
             raise multierror(errors)
+
+    @staticmethod
+    def _group_errors(group: dict[str, Any]) -> list[str]:
+        problems = []
+        if group.get("Count", 1) < 0:
+            problems.append("Task group count can't be negative")
+        problems += restart_policy_errors(group["RestartPolicy"])
+        problems += reschedule_policy_errors(group["ReschedulePolicy"])
+        labels = {p.get("Label") for n in group.get("Networks") or [] for p in n.get("DynamicPorts") or []}
+        for service in group.get("Services") or []:
+            if service.get("PortLabel") and service["PortLabel"] not in labels:
+                problems.append(f"Service {service.get('Name')} uses undefined port label {service['PortLabel']!r}")
+        if not group.get("Tasks"):
+            problems.append("Missing tasks for task group")
+        for task in group.get("Tasks") or []:
+            task_problems = []
+            if not task.get("Driver"):
+                task_problems.append("Missing task driver")
+            resources = task.get("Resources") or {}
+            if resources.get("MemoryMB", 300) < 10:
+                task_problems.append(f"minimum MemoryMB value is 10; got {resources['MemoryMB']}")
+            if resources.get("CPU", 100) < 1:
+                task_problems.append(f"minimum CPU value is 1; got {resources['CPU']}")
+            if task_problems:
+                problems.append(f"Task {task.get('Name')} validation failed: {go_multierror(task_problems)}")
+        return problems
 
     def register(self, body: Any, path_id: str | None = None) -> dict[str, Any]:
         if not isinstance(body, dict) or "Job" not in body:
             raise NomadError(400, "Job must be specified")
-        job = dict(body["Job"])
+        job = canonicalize(dict(body["Job"]))
         self.validate(job)
         if path_id is not None and path_id != job["ID"]:
             raise NomadError(400, "Job ID does not match name")
@@ -291,17 +402,26 @@ class FakeNomad:
                 return True
         return False
 
+    def _unplaceable(self, group: dict[str, Any]) -> str | None:
+        """The constraint no node meets (Nomad's filter name), or None when the group fits."""
+        if any(task.get("Driver") not in DRIVERS for task in group["Tasks"]):
+            return "missing drivers"
+        if not all(self._device_fits(task) for task in group["Tasks"]):
+            return "missing devices"
+        return None
+
     def schedule(self, job: dict[str, Any]) -> dict[str, Any]:
         eval_id = str(uuid.uuid4())
         failed: dict[str, Any] = {}
         for group in job["TaskGroups"]:
-            if not all(self._device_fits(task) for task in group["Tasks"]):
+            missing = self._unplaceable(group)
+            if missing:
                 failed[group["Name"]] = {
                     "NodesEvaluated": len(self.nodes),
                     "NodesFiltered": len(self.nodes),
                     "NodesAvailable": {"dc1": 1},
                     "ClassFiltered": {},
-                    "ConstraintFiltered": {"missing devices": len(self.nodes)},
+                    "ConstraintFiltered": {missing: len(self.nodes)},
                     "NodesExhausted": 0,
                     "ClassExhausted": {},
                     "DimensionExhausted": {},
@@ -480,12 +600,12 @@ class FakeNomad:
         prestart = [t for t in tasks if (t.get("Lifecycle") or {}).get("Hook") == "prestart"]
         main = [t for t in tasks if t not in prestart]
         for task in prestart:
-            if self._run_task(job, group, alloc, task, env, alloc_dir, restartable=False) != 0:
+            if self._run_task(job, group, alloc, task, env, alloc_dir, prestart=True) != 0:
                 self._set(alloc, ClientStatus="failed")
                 return
         outcome = 0
         for task in main:
-            outcome = self._run_task(job, group, alloc, task, env, alloc_dir, restartable=job["Type"] == "service")
+            outcome = self._run_task(job, group, alloc, task, env, alloc_dir, prestart=False)
         with self.lock:
             stopped = alloc["DesiredStatus"] == "stop"
             status = "complete" if stopped or outcome == 0 else "failed"
@@ -505,7 +625,7 @@ class FakeNomad:
         task: dict[str, Any],
         base_env: dict[str, str],
         alloc_dir: Path,
-        restartable: bool,
+        prestart: bool,
     ) -> int:
         name = task["Name"]
         task_dir = alloc_dir / name
@@ -529,8 +649,7 @@ class FakeNomad:
         task_env.update({k: self._interpolate(v, env) for k, v in (task.get("Env") or {}).items()})
         config = task.get("Config") or {}
         argv = [self._interpolate(a, env) for a in [config["command"], *config.get("args", [])]]
-        policy = group.get("RestartPolicy") or {}
-        attempts, delay = policy.get("Attempts", 0), policy.get("Delay", 0) / NS
+        tracker = _RestartTracker(group["RestartPolicy"], batch=job["Type"] == "batch", prestart=prestart)
         restarts = 0
         while True:
             logs = alloc_dir / "alloc" / "logs"
@@ -547,7 +666,7 @@ class FakeNomad:
             self.procs[alloc["ID"]] = proc
             self._event(alloc, name, "Started", message="Task started by client")
             self._set(alloc, name, State="running", StartedAt=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            if alloc["ClientStatus"] == "pending" and not (task.get("Lifecycle") or {}).get("Hook"):
+            if alloc["ClientStatus"] == "pending" and not prestart:
                 self._set(alloc, ClientStatus="running")
             self._register_services(job, group, alloc, env)
             code = self._wait(alloc, proc, task)
@@ -568,23 +687,24 @@ class FakeNomad:
                 self._event(alloc, name, "Killed", message="Task successfully killed")
                 self._set(alloc, name, State="dead", Failed=False)
                 return exit_code
-            if restartable and restarts < attempts:
-                restarts += 1
-                self._event(alloc, name, "Restarting", message=f"Task restarting in {delay:g}s")
-                self._set(alloc, name, State="pending", Restarts=restarts)
-                self._set(alloc, ClientStatus="pending")
-                stop_at = time.monotonic() + delay
-                while time.monotonic() < stop_at and alloc["DesiredStatus"] != "stop":
-                    time.sleep(0.02)
-                if alloc["DesiredStatus"] == "stop":
-                    self._set(alloc, name, State="dead")
-                    return exit_code
-                continue
-            failed = exit_code != 0 or restartable
-            if restartable:
-                self._event(alloc, name, "Not Restarting", message="Exceeded allowed attempts")
-            self._set(alloc, name, State="dead", Failed=failed)
-            return 1 if failed and exit_code == 0 else exit_code
+            decision, reason, wait_s = tracker.next(exit_code)
+            if decision == "done":
+                self._set(alloc, name, State="dead", Failed=False)
+                return 0
+            if decision == "fail":
+                self._event(alloc, name, "Not Restarting", message=reason)
+                self._set(alloc, name, State="dead", Failed=True)
+                return exit_code or 1
+            restarts += 1
+            self._event(alloc, name, "Restarting", message=f"Task restarting in {go_duration(int(wait_s * NS))}")
+            self._set(alloc, name, State="pending", Restarts=restarts)
+            self._set(alloc, ClientStatus="pending")
+            stop_at = time.monotonic() + wait_s
+            while time.monotonic() < stop_at and alloc["DesiredStatus"] != "stop":
+                time.sleep(0.02)
+            if alloc["DesiredStatus"] == "stop":
+                self._set(alloc, name, State="dead")
+                return exit_code
 
     def _wait(self, alloc: dict[str, Any], proc: subprocess.Popen[bytes], task: dict[str, Any]) -> int:
         kill_at = None
@@ -627,6 +747,41 @@ class FakeNomad:
                 self.services[key] = [r for r in registrations if r["AllocID"] != alloc["ID"]]
                 if not self.services[key]:
                     del self.services[key]
+
+
+class _RestartTracker:
+    """Nomad's client-side restart policy for one task. A task that succeeds is done
+    when it is a batch job's or a prestart task; anything else that ends counts as a
+    failure. Up to ``Attempts`` restarts within ``Interval`` (each after ``Delay``);
+    then mode ``fail`` fails the task and mode ``delay`` waits out the interval and
+    starts counting again, forever."""
+
+    def __init__(self, policy: dict[str, Any], batch: bool, prestart: bool) -> None:
+        self.policy = policy
+        self.success_ends = batch or prestart
+        self.window_start: float | None = None
+        self.count = 0
+
+    def next(self, exit_code: int) -> tuple[str, str, float]:
+        """("done" | "fail" | "restart", reason, seconds to wait before the restart)."""
+        if exit_code == 0 and self.success_ends:
+            return "done", "", 0.0
+        attempts, interval = self.policy["Attempts"], self.policy["Interval"] / NS
+        delay = self.policy["Delay"] / NS
+        now = time.monotonic()
+        if self.window_start is None or now - self.window_start > interval:
+            self.window_start, self.count = now, 0
+        if self.count < attempts:
+            self.count += 1
+            return "restart", "Restart within policy", delay
+        if self.policy["Mode"] == "delay":
+            wait = self.window_start + interval - now + delay
+            self.window_start, self.count = None, 0
+            return "restart", "Exceeded allowed attempts, applying a delay", wait
+        if attempts == 0:
+            return "fail", "Policy allows no restarts", 0.0
+        interval_text = go_duration(self.policy["Interval"])
+        return "fail", f'Exceeded allowed attempts {attempts} in interval {interval_text} and mode is "fail"', 0.0
 
 
 def cleanup(workdir: Path) -> None:

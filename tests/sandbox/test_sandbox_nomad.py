@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import httpx
 import jinja2
 import pytest
-from fake_nomad import FakeNomad
+from fake_nomad import FakeNomad, _RestartTracker, canonicalize
 
 from sandbox import (
     GpuConstraints,
     Limits,
     Network,
     Resources,
+    ResourceUnavailable,
+    RestartPolicy,
     SandboxError,
     SandboxNotFound,
     SandboxSpec,
@@ -38,6 +41,7 @@ from sandbox.signing import sign_url, verify_signature
 from sandbox.spec import Purpose
 
 GOLDEN = Path(__file__).parent / "golden"
+SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "nomad-api-samples"
 SETTINGS = nomad_jobs.NomadSettings(datacenters=["dc1"])
 
 
@@ -181,11 +185,89 @@ def test_it_uses_one_namespace_per_workspace(nomad: NomadExecutor, fake: FakeNom
 
 
 def test_it_surfaces_nomads_own_validation_error(fake: FakeNomad) -> None:
-    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="chroot-me")
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="")
     broken = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings))
     with pytest.raises(SandboxError) as rejected:
         broken.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
-    assert "Missing driver" in str(rejected.value) and "1 error occurred" in str(rejected.value)
+    assert not isinstance(rejected.value, SandboxUnavailable)
+    assert str(rejected.value) == (
+        "Nomad rejected the job: Task group sandbox validation failed: Task sandbox validation failed: "
+        "Missing task driver"
+    )
+
+
+def test_a_driver_no_client_has_is_a_placement_failure(fake: FakeNomad) -> None:
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="chroot-me")
+    elsewhere = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings))
+    with pytest.raises(ResourceUnavailable, match="missing drivers"):
+        elsewhere.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
+
+
+def _register(fake: FakeNomad, job: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{fake.address}/v1/jobs", json=job, headers={"X-Nomad-Token": "t0ken"})
+
+
+def test_the_fake_refuses_a_short_reschedule_delay_as_nomad_does(fake: FakeNomad, tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["server-gpu"]
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "bad-delay", SETTINGS, urls))
+    job["Job"]["TaskGroups"][0]["ReschedulePolicy"] = {
+        "Unlimited": True,
+        "Delay": 1 * nomad_jobs.SECOND_NS,
+        "DelayFunction": "exponential",
+        "MaxDelay": 60 * nomad_jobs.SECOND_NS,
+    }
+    answer = _register(fake, job)
+    status, body = (SAMPLES / "errors" / "register-invalid-job.txt").read_text().split("\n", 1)
+    assert (f"HTTP {answer.status_code}", answer.text) == (status, body)
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        ({"RestartPolicy": {"Attempts": 0, "Mode": "delay"}}, 'Restart policy "delay" with 0 attempts is ambiguous'),
+        ({"RestartPolicy": {"Attempts": 1, "Interval": 10**9}}, "Interval can not be less than 5s (got 1s)"),
+        (
+            {"ReschedulePolicy": {"Unlimited": True, "Delay": 5 * 10**9, "MaxDelay": 10**9}},
+            "Max Delay cannot be less than Delay 5s (got 1s)",
+        ),
+    ],
+)
+def test_the_fake_applies_nomads_policy_rules(fake: FakeNomad, policy: dict[str, Any], error: str) -> None:
+    spec = SandboxSpec(workspace="acme", name="rules", purpose="server", command=["true"])
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "rules-0", SETTINGS, {}))
+    job["Job"]["TaskGroups"][0].update(policy)
+    answer = _register(fake, job)
+    assert answer.status_code == 500 and f"\t* {error}\n" in answer.text, answer.text
+
+
+@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+@pytest.mark.parametrize("attempts", [0, 1, 5, 1000])
+def test_every_job_podium_renders_passes_nomads_validation(purpose: str, attempts: int, tmp_path: Path) -> None:
+    for spec, urls in golden_cases(tmp_path / str(attempts)).values():
+        spec = spec.model_copy(update={"purpose": purpose, "restart": RestartPolicy(attempts=attempts, backoff_s=7)})
+        job = nomad_jobs.render(nomad_jobs.build_job(spec, "valid-0", SETTINGS, urls))["Job"]
+        FakeNomad.validate(canonicalize(job))
+
+
+def test_a_server_restarts_in_place_then_fails_and_is_never_rescheduled(tmp_path: Path) -> None:
+    spec = SandboxSpec(
+        workspace="acme", name="s", purpose="server", command=["true"], restart=RestartPolicy(attempts=3)
+    )
+    (group,) = nomad_jobs.render(nomad_jobs.build_job(spec, "s-0", SETTINGS, {}))["Job"]["TaskGroups"]
+    assert group["RestartPolicy"]["Mode"] == "fail" and group["RestartPolicy"]["Attempts"] == 3
+    assert group["ReschedulePolicy"] == {"Attempts": 0, "Unlimited": False}
+
+
+def test_the_fakes_restart_modes_follow_nomad() -> None:
+    fail = _RestartTracker({"Attempts": 1, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "fail"}, False, False)
+    assert fail.next(1) == ("restart", "Restart within policy", 1.0)
+    assert fail.next(1) == ("fail", 'Exceeded allowed attempts 1 in interval 5m0s and mode is "fail"', 0.0)
+    none = _RestartTracker({"Attempts": 0, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "fail"}, True, False)
+    assert none.next(0)[0] == "done" and none.next(3) == ("fail", "Policy allows no restarts", 0.0)
+    delay = _RestartTracker({"Attempts": 1, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "delay"}, False, False)
+    delay.next(1)
+    decision, reason, wait = delay.next(1)
+    assert (decision, reason) == ("restart", "Exceeded allowed attempts, applying a delay") and wait > 300
 
 
 def test_it_sends_its_acl_token(fake: FakeNomad) -> None:
