@@ -97,6 +97,10 @@ class NomadSettings(_Data):
     driver: str = "exec"
     task_user: str = "nobody"
     uv: str = "uv"
+    # A CNI network whose conflist holds only the loopback plugin (deploy/nomad/): a one-shot run with
+    # network "none" gets a namespace with loopback only. Nomad's own mode "none" fails allocation setup
+    # for exec tasks.
+    isolated_network: str = "podium-isolated"
 
 
 def namespace_for(workspace: str, settings: NomadSettings) -> str:
@@ -226,7 +230,7 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         count=spec.replicas,
         restart=restart_data(spec),
         disk_mb=spec.limits.disk_mib,
-        network_mode="none" if spec.network == "none" else "bridge",
+        network_mode=f"cni/{settings.isolated_network}" if spec.network == "none" else "bridge",
         service_name=job_id,
         tags=["podium", f"workspace={spec.workspace}", f"purpose={spec.purpose}"],
         check_type="http" if spec.purpose == "server" else "tcp",

@@ -66,6 +66,7 @@ class NomadConfig:
             mhz_per_core=int(env.get("PODIUM_NOMAD_MHZ_PER_CORE", "1000")),
             driver=env.get("PODIUM_NOMAD_DRIVER", "exec"),
             task_user=env.get("PODIUM_NOMAD_TASK_USER", "nobody"),
+            isolated_network=env.get("PODIUM_NOMAD_ISOLATED_NETWORK", "podium-isolated"),
         )
         podium_url = env.get("PODIUM_URL", "http://127.0.0.1:8000").rstrip("/")
         var_dir = env.get("PODIUM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "var"))
@@ -370,7 +371,7 @@ def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitNa
     code = event.get("ExitCode")
     details = event.get("Details") or {}
     limits = state.get("limits", {})
-    if event.get("OOMKilled") or details.get("oom_killed") == "true":
+    if details.get("oom_killed") == "true":  # Nomad's only OOM signal: Details, as a string
         return f"memory limit: the sandbox used more than its {state.get('memory_mib')} MiB of memory", "memory"
     if code == nomad_jobs.TIME_LIMIT_EXIT and state.get("purpose") == "oneshot":
         return f"time limit: the run took longer than {limits.get('wall_time_s') or 3600:g} s", "time"
