@@ -110,6 +110,12 @@ class _Service(Requester):  # type: ignore[misc]
     ENDPOINT = "service"
 
 
+class _Checks(Requester):  # type: ignore[misc]
+    """/v1/client/allocation/:id/checks (Nomad-provider check results), which python-nomad does not wrap."""
+
+    ENDPOINT = "client/allocation"
+
+
 class NomadExecutor(Executor):
     """Sandboxes as Nomad jobs. Cannot enforce the pids limit (exec driver);
     ``poll`` lists such gaps in ``warnings``."""
@@ -121,6 +127,7 @@ class NomadExecutor(Executor):
         self.config = config or NomadConfig.from_env()
         self.api = nomad.Nomad(address=self.config.address, token=self.config.token, timeout=self.config.timeout_s)
         self._services = _Service(**self.api.requester_settings)
+        self._checks = _Checks(**self.api.requester_settings)
 
     # helpers
 
@@ -263,9 +270,46 @@ class NomadExecutor(Executor):
         if client == "complete" and not task.get("Failed") and (exit_code in (0, None)):
             return ReplicaStatus(index=index, state=State.EXITED, exit_code=0, restarts=restarts)
         reason, limit = _explain(last, handle.state)
+        early = self._failed_before_start(alloc)
+        if early is not None:
+            reason, limit = early, None
         return ReplicaStatus(
             index=index, state=State.FAILED, exit_code=exit_code, reason=reason, limit=limit, restarts=restarts
         )
+
+    def _failed_before_start(self, alloc: dict[str, Any]) -> str | None:
+        """Nomad's own message when the sandbox task never ran: allocation setup, the
+        driver or an artifact failed (``Setup Failure``, ``Driver Failure``, ...), or a
+        prestart task failed (with the last lines of its output)."""
+        states = alloc.get("TaskStates") or {}
+        message = _start_failure(states.get(TASK) or {})
+        if message:
+            return f"the sandbox could not start: {message}"
+        for name, state in states.items():
+            if name == TASK or not state.get("Failed"):
+                continue
+            message = _start_failure(state)
+            if message:
+                return f"the {name} task could not start: {message}"
+            ended = [e for e in state.get("Events") or [] if e.get("Type") == "Terminated"]
+            code = ended[-1].get("ExitCode") if ended else None
+            what = "building the environment" if name == "environment" else f"the {name} task"
+            reason = f"{what} failed before the sandbox started" + (f" (exit code {code})" if code is not None else "")
+            tail = self._log_tail(alloc["ID"], name)
+            return f"{reason}:\n{tail}" if tail else reason
+        return None
+
+    def _log_tail(self, alloc_id: str, task: str, lines: int = 10) -> str:
+        """The last lines a task wrote (stderr, else stdout); empty when Nomad has none."""
+        for stream in ("stderr", "stdout"):
+            try:
+                text = self._call(self.api.client.stream_logs.stream, alloc_id, task, stream, plain=True)
+            except (nomad_errors.URLNotFoundNomadException, SandboxError):
+                continue
+            kept = [line for line in str(text).splitlines() if line.strip()]
+            if kept:
+                return "\n".join(kept[-lines:])
+        return ""
 
     def stop(self, handle: SandboxHandle, grace_s: float = 5.0) -> SandboxStatus:
         namespace = self._ns(handle)
@@ -322,6 +366,9 @@ class NomadExecutor(Executor):
         return out
 
     def addresses(self, handle: SandboxHandle) -> list[str]:
+        """Replicas whose Nomad checks all pass. Nomad lists a service registration as
+        soon as the task starts and keeps it while its check fails: the registration
+        alone is no sign of readiness."""
         namespace = self._ns(handle)
         try:
             registrations = self._call(
@@ -329,7 +376,25 @@ class NomadExecutor(Executor):
             ).json()
         except nomad_errors.URLNotFoundNomadException:
             return []
-        return [f"http://{reg['Address']}:{reg['Port']}" for reg in registrations]
+        passing: dict[str, bool] = {}
+        addresses = []
+        for reg in registrations:
+            alloc_id = str(reg.get("AllocID", ""))
+            if alloc_id not in passing:
+                passing[alloc_id] = self._checks_pass(alloc_id, namespace)
+            if passing[alloc_id]:
+                addresses.append(f"http://{reg['Address']}:{reg['Port']}")
+        return addresses
+
+    def _checks_pass(self, alloc_id: str, namespace: str) -> bool:
+        """Every check of the allocation reports ``success`` (``null``: none has run yet)."""
+        try:
+            results = self._call(
+                self._checks.request, alloc_id, "checks", method="get", params={"namespace": namespace}
+            ).json()
+        except nomad_errors.URLNotFoundNomadException:
+            return False
+        return bool(results) and all(result.get("Status") == "success" for result in results.values())
 
     def health(self) -> tuple[bool, str]:
         try:
@@ -364,6 +429,24 @@ def _aggregate(handle: SandboxHandle, replicas: list[ReplicaStatus], stopping: b
         replicas=replicas,
         warnings=handle.state.get("warnings", []),
     )
+
+
+# Task events that mean the task never ran (Nomad's event types).
+START_FAILURES = frozenset(
+    {"Setup Failure", "Driver Failure", "Failed Artifact Download", "Failed Validation", "Task hook failed"}
+)
+
+
+def _start_failure(task: dict[str, Any]) -> str | None:
+    """The message of the task's last start failure, unless the task ran after it."""
+    for event in reversed(task.get("Events") or []):
+        if event.get("Type") in ("Terminated", "Started"):
+            return None
+        if event.get("Type") in START_FAILURES:
+            return str(
+                event.get("DisplayMessage") or event.get("DriverError") or event.get("SetupError") or event["Type"]
+            )
+    return None
 
 
 def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitName | None]:

@@ -47,6 +47,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import httpx
 
 NS = 1_000_000_000
+# A real agent's answers, which the fake is checked against (a copy of shared/ sits beside every checkout).
+SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "nomad-api-samples"
 DRIVERS = {"exec", "raw_exec", "docker", "java"}
 
 
@@ -55,6 +57,19 @@ class NomadError(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
+
+
+def samples_dir() -> Path:
+    """The captures folder; fails the calling test loudly when it is missing."""
+    import pytest
+
+    if not SAMPLES.is_dir():
+        pytest.fail(
+            f"The real Nomad agent's captures are missing: expected them in {SAMPLES.resolve()} "
+            "(shared/nomad-api-samples beside this checkout). Without them the fake cannot be checked.",
+            pytrace=False,
+        )
+    return SAMPLES
 
 
 def parse_bool(value: str | None) -> bool:

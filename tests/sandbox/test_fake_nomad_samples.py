@@ -27,11 +27,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_nomad import FakeNomad
+from fake_nomad import FakeNomad, samples_dir
 
 pytestmark = pytest.mark.slow
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "nomad-api-samples"
 TOKEN = "samples-token"
 # Podium renders these job keys; Nomad (and so the fake) fills in the rest.
 RENDERED_KEYS = ("ID", "Name", "Namespace", "Type", "Region", "Datacenters", "Priority", "Meta", "TaskGroups")
@@ -47,13 +46,7 @@ SERVE = (
 
 
 def samples() -> Path:
-    if not SAMPLES.is_dir():
-        pytest.fail(
-            f"The real Nomad agent's captures are missing: expected them in {SAMPLES.resolve()} "
-            "(shared/nomad-api-samples beside this checkout). Without them the fake cannot be checked.",
-            pytrace=False,
-        )
-    return SAMPLES
+    return samples_dir()
 
 
 def load(path: Path) -> Any:

@@ -8,8 +8,10 @@ import http.server
 import io
 import json
 import os
+import sys
 import tarfile
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import httpx
 import jinja2
 import pytest
-from fake_nomad import FakeNomad, _RestartTracker, canonicalize
+from fake_nomad import FakeNomad, _RestartTracker, canonicalize, samples_dir
 
 from sandbox import (
     GpuConstraints,
@@ -29,6 +31,7 @@ from sandbox import (
     ResourceUnavailable,
     RestartPolicy,
     SandboxError,
+    SandboxHandle,
     SandboxNotFound,
     SandboxSpec,
     SandboxUnavailable,
@@ -41,7 +44,6 @@ from sandbox.signing import sign_url, verify_signature
 from sandbox.spec import Purpose
 
 GOLDEN = Path(__file__).parent / "golden"
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "nomad-api-samples"
 SETTINGS = nomad_jobs.NomadSettings(datacenters=["dc1"])
 
 
@@ -217,7 +219,7 @@ def test_the_fake_refuses_a_short_reschedule_delay_as_nomad_does(fake: FakeNomad
         "MaxDelay": 60 * nomad_jobs.SECOND_NS,
     }
     answer = _register(fake, job)
-    status, body = (SAMPLES / "errors" / "register-invalid-job.txt").read_text().split("\n", 1)
+    status, body = (samples_dir() / "errors" / "register-invalid-job.txt").read_text().split("\n", 1)
     assert (f"HTTP {answer.status_code}", answer.text) == (status, body)
 
 
@@ -363,3 +365,74 @@ def test_code_outside_the_artifact_store_is_refused(nomad: NomadExecutor, tmp_pa
 def test_status_lists_what_nomad_cannot_enforce(nomad: NomadExecutor) -> None:
     handle = nomad.start(SandboxSpec(workspace="acme", name="w", purpose="oneshot", command=["true"]))
     assert any("process limit" in warning for warning in nomad.wait(handle, timeout=30).warnings)
+
+
+def _sample_allocation(case: str) -> dict[str, Any]:
+    (path,) = (samples_dir() / case).glob("allocation-*.json")
+    alloc: dict[str, Any] = json.loads(path.read_text())
+    return alloc
+
+
+def _oneshot_handle() -> SandboxHandle:
+    spec = SandboxSpec(workspace="demo", name="t", purpose="oneshot", command=["true"])
+    state = {"namespace": "podium-demo", "purpose": "oneshot", "limits": spec.limits.model_dump(), "memory_mib": 512}
+    return SandboxHandle(executor="nomad", id="t-0", state=state)
+
+
+def test_a_setup_failure_reaches_the_user_with_nomads_message(nomad: NomadExecutor) -> None:
+    alloc = _sample_allocation("oneshot-network-none-setup-failure")
+    replica = nomad._replica(_oneshot_handle(), alloc, stopping=False)
+    assert replica.state == State.FAILED and replica.exit_code is None
+    assert replica.reason == (
+        'the sandbox could not start: failed to setup alloc: pre-run hook "network" failed: '
+        "network already configured but not found in state"
+    )
+
+
+def test_a_failed_prestart_in_a_capture_names_the_environment(nomad: NomadExecutor) -> None:
+    replica = nomad._replica(_oneshot_handle(), _sample_allocation("oneshot-environment-without-network"), False)
+    assert replica.state == State.FAILED
+    assert replica.reason == "building the environment failed before the sandbox started (exit code 2)"
+
+
+def test_a_failed_environment_shows_its_last_lines(fake: FakeNomad, tmp_path: Path) -> None:
+    uv = tmp_path / "uv"
+    uv.write_text("#!/bin/sh\necho 'error: Failed to fetch: https://pypi.org/simple/scikit-learn/' >&2\nexit 2\n")
+    uv.chmod(0o755)
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], uv=str(uv))
+    executor = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings, signing_key=b"k"))
+    spec, _ = golden_cases(tmp_path)["kernel-env"]
+    status = executor.wait(executor.start(spec.model_copy(update={"purpose": "oneshot"})), timeout=30)
+    assert status.state == State.FAILED
+    assert status.reason == (
+        "building the environment failed before the sandbox started (exit code 2):\n"
+        "error: Failed to fetch: https://pypi.org/simple/scikit-learn/"
+    )
+
+
+ANSWER_500 = """
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PODIUM_LISTEN"].rsplit(":", 1)[1])), H).serve_forever()
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["/bin/sh", "-c", "exec sleep 30"], [sys.executable, "-c", ANSWER_500]],
+    ids=["not-listening", "answering-500"],
+)
+def test_it_routes_only_to_replicas_whose_checks_pass(
+    nomad: NomadExecutor, fake: FakeNomad, command: list[str]
+) -> None:
+    handle = nomad.start(SandboxSpec(workspace="acme", name="unready", purpose="server", command=command))
+    try:
+        assert nomad.wait(handle, timeout=20, until=frozenset({State.RUNNING})).state == State.RUNNING
+        time.sleep(0.5)
+        registered = fake.services[("podium-acme", handle.id)]
+        assert registered and nomad.addresses(handle) == []
+    finally:
+        nomad.stop(handle, grace_s=1)
