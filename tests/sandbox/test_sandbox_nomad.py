@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 import threading
@@ -436,3 +437,22 @@ def test_it_routes_only_to_replicas_whose_checks_pass(
         assert registered and nomad.addresses(handle) == []
     finally:
         nomad.stop(handle, grace_s=1)
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nomad"
+
+
+def test_the_shipped_cni_network_is_the_one_jobs_name_and_holds_only_loopback() -> None:
+    conflist = json.loads((DEPLOY / "podium-isolated.conflist").read_text())
+    assert conflist["name"] == nomad_jobs.NomadSettings().isolated_network
+    assert conflist["plugins"] == [{"type": "loopback"}]
+
+
+def test_the_shipped_client_configuration_keeps_the_host_out_of_the_chroot() -> None:
+    client = (DEPLOY / "client.hcl").read_text()
+    assert 'cni_path       = "/usr/lib/cni"' in client and 'allow_caps       = ["kill"]' in client
+    (block,) = re.findall(r"chroot_env \{(.*?)\n  \}", client, re.S)
+    sources = re.findall(r'^\s*"([^"]+)"\s*=', block, re.M)
+    assert sources, "chroot_env is empty"
+    for forbidden in ("/etc", "/usr", "/usr/bin", "/bin", "/sbin", "/usr/sbin", "/etc/shadow"):
+        assert forbidden not in sources, f"chroot_env links {forbidden} into every task"
