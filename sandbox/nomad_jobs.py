@@ -148,6 +148,22 @@ def _limit_wrapper(spec: SandboxSpec) -> list[str]:
     return wrapper
 
 
+# The spec's layout: code and artifacts are mounted at these paths (sandbox.profile does the same locally).
+# On Nomad each is an artifact fetched into the task directory as ``code``/``artifacts``; the exec
+# chroot's root is that directory, so the task sees them at /code and /artifacts, and a command naming
+# them is written relative to the task directory so that it holds without a chroot too.
+MOUNTS = {"code": "/code", "artifacts": "/artifacts"}
+TASK_ROOT = "${NOMAD_TASK_DIR}/.."  # the task directory (NOMAD_TASK_DIR is its local/)
+
+
+def _in_task(arg: str, present: dict[str, str]) -> str:
+    """``arg`` with a leading mount path of the spec's layout made relative to the task directory."""
+    for key, mount in MOUNTS.items():
+        if key in present and (arg == mount or arg.startswith(mount + "/")):
+            return f"{TASK_ROOT}/{key}{arg[len(mount) :]}"
+    return arg
+
+
 def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_urls: dict[str, str]) -> JobData:
     """The typed job data for ``spec``. ``artifact_urls`` maps ``code``/``artifacts``
     to signed URLs that Nomad clients fetch."""
@@ -173,10 +189,11 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         env["VIRTUAL_ENV"] = env_dir
         env["PATH"] = f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
     artifacts = []
-    for key, dest in (("code", "local/code"), ("artifacts", "local/artifacts")):
+    for key in MOUNTS:
         if key in artifact_urls:
-            artifacts.append(ArtifactData(url=artifact_urls[key], dest=dest))
-            env[f"PODIUM_{key.upper().rstrip('S')}_DIR"] = f"${{NOMAD_TASK_DIR}}/{dest.split('/', 1)[1]}"
+            artifacts.append(ArtifactData(url=artifact_urls[key], dest=key))
+            env[f"PODIUM_{key.upper().rstrip('S')}_DIR"] = f"{TASK_ROOT}/{key}"
+    command = [_in_task(arg, artifact_urls) for arg in command]
     wrapper = _limit_wrapper(spec)
     cpu_mhz = max(100, int(spec.resources.cpu * settings.mhz_per_core))
     main = TaskData(

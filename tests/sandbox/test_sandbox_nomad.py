@@ -358,6 +358,45 @@ def test_code_reaches_the_task_through_a_signed_url(fake: FakeNomad, artifact_se
     assert [line.text for line in executor.logs(handle)] == ["hello from the bundle"]
 
 
+def test_a_command_naming_the_specs_code_mount_runs_on_nomad(
+    fake: FakeNomad, artifact_server: tuple[str, Path]
+) -> None:
+    base_url, root = artifact_server
+    code = root / "models" / "churn" / "4"
+    (code / "_podium").mkdir(parents=True)
+    (code / "_podium" / "hello.sh").write_text('echo "hello from $0"\n')
+    executor = NomadExecutor(
+        NomadConfig(
+            address=fake.address,
+            token="t0ken",
+            settings=SETTINGS,
+            artifact_url=base_url,
+            artifact_root=root,
+            signing_key=b"k",
+        )
+    )
+    spec = SandboxSpec(
+        workspace="acme", name="layout", purpose="oneshot", code_dir=code, command=["/bin/sh", "/code/_podium/hello.sh"]
+    )
+    handle = executor.start(spec)
+    assert executor.wait(handle, timeout=30).state == State.EXITED
+    (line,) = [line.text for line in executor.logs(handle)]
+    assert line.startswith("hello from ") and line.endswith("/code/_podium/hello.sh")
+
+
+def test_no_path_of_the_local_layout_is_left_in_a_job(tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["server-gpu"]
+    spec = spec.model_copy(update={"command": ["python", "/code/_podium/model_server.py", "/code/bundle"]})
+    (task,) = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "x", SETTINGS, urls)))
+    assert task["Artifacts"][0]["RelativeDest"] == "code"  # /code inside the exec chroot
+    values = [*task["Config"]["args"], *task["Env"].values()]
+    assert not [value for value in values if value.startswith(("/code", "/artifacts", str(tmp_path)))]
+    assert task["Config"]["args"][-2:] == [
+        "${NOMAD_TASK_DIR}/../code/_podium/model_server.py",
+        "${NOMAD_TASK_DIR}/../code/bundle",
+    ]
+
+
 def test_code_outside_the_artifact_store_is_refused(nomad: NomadExecutor, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="outside the artifact store"):
         nomad.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"], code_dir=tmp_path))
