@@ -158,8 +158,17 @@ class NomadExecutor(Executor):
         try:
             self._call(self.api.namespace.get_namespace, namespace)
         except nomad_errors.URLNotFoundNomadException:
-            body = {"Name": namespace, "Description": f"Podium workspace {workspace}"}
-            self._call(self.api.namespace.create_namespace, body)
+            description = f"Podium workspace {workspace}"
+            try:
+                self.api.namespace.create_namespace({"Name": namespace, "Description": description})
+            except nomad_errors.URLNotAuthorizedNomadException:
+                raise SandboxUnavailable(
+                    f"Nomad namespace {namespace} does not exist and Podium's token may not create it "
+                    "(creating a namespace takes a management token; operator write is not enough). "
+                    f'Create it ahead: nomad namespace apply -description "{description}" {namespace}'
+                ) from None
+            except (nomad_errors.BaseNomadException, OSError) as exc:
+                raise self._translate(exc, "namespace") from None
 
     def _artifact_urls(self, spec: SandboxSpec) -> dict[str, str]:
         urls = {}

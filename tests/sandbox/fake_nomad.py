@@ -364,6 +364,8 @@ class FakeNomad:
         self.services: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.requests: list[tuple[str, str]] = []
+        # False: namespace writes are refused (403), as for a token without management rights.
+        self.token_may_create_namespaces = True
         self.put_namespace("default", {"Description": "Default shared namespace"})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -497,6 +499,8 @@ class FakeNomad:
         return self.namespaces[name]
 
     def put_namespace(self, name: str | None, body: Any) -> str:
+        if not self.token_may_create_namespaces:
+            raise NomadError(403, "Permission denied")
         name = name or (body or {}).get("Name")
         if not name or not re.fullmatch(r"[a-zA-Z0-9-]{1,128}", name):
             raise multierror([f"invalid name {name!r}. Must match regex ^[a-zA-Z0-9-]{{1,128}}$"])

@@ -282,6 +282,18 @@ def test_it_sends_its_acl_token(fake: FakeNomad) -> None:
     assert "Permission denied" in str(refused.value)
 
 
+def test_a_token_that_may_not_create_namespaces_gets_the_command_to_run(nomad: NomadExecutor, fake: FakeNomad) -> None:
+    fake.token_may_create_namespaces = False
+    try:
+        with pytest.raises(SandboxUnavailable) as refused:
+            nomad.start(SandboxSpec(workspace="newcomer", name="x", purpose="oneshot", command=["true"]))
+    finally:
+        fake.token_may_create_namespaces = True
+    message = str(refused.value)
+    assert "management token" in message
+    assert 'nomad namespace apply -description "Podium workspace newcomer" podium-newcomer' in message
+
+
 def test_health_fails_when_the_agent_does_not_answer() -> None:
     ok, message = NomadExecutor(NomadConfig(address="http://127.0.0.1:9", settings=SETTINGS)).health()
     assert not ok and "127.0.0.1:9" in message
