@@ -19,6 +19,7 @@ client {
   # program would give it uid 0. Check with: find <path> -perm -4000
   chroot_env {
     "/usr/bin/python3.11"       = "/usr/bin/python3.11"
+    "/usr/bin/python3"          = "/usr/bin/python3"
     "/usr/bin/prlimit"          = "/usr/bin/prlimit"
     "/usr/bin/timeout"          = "/usr/bin/timeout"
     "/usr/bin/dash"             = "/bin/sh"
