@@ -37,6 +37,7 @@ from sandbox import (
     SandboxSpec,
     SandboxUnavailable,
     State,
+    nomad_check,
     nomad_jobs,
 )
 from sandbox.environments import MARKER
@@ -507,3 +508,16 @@ def test_the_shipped_client_configuration_keeps_the_host_out_of_the_chroot() -> 
     assert sources, "chroot_env is empty"
     for forbidden in ("/etc", "/usr", "/usr/bin", "/bin", "/sbin", "/usr/sbin", "/etc/shadow"):
         assert forbidden not in sources, f"chroot_env links {forbidden} into every task"
+
+
+def test_nomad_check_prints_each_step_and_fails_on_capabilities_the_fake_cannot_drop(fake: FakeNomad) -> None:
+    executor = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=SETTINGS, signing_key=b"k"))
+    out = io.StringIO()
+    assert not nomad_check.run(executor, out, python=sys.executable, timeout=20)
+    report = out.getvalue()
+    for purpose in ("server", "kernel"):
+        for step in ("registered", "placed", "running", "healthy (checks pass)", "logs", "stopped"):
+            assert re.search(rf"{purpose} +ok   {re.escape(step)}", report), report
+    assert re.search(r"oneshot +ok   ran to the end", report), report
+    # The fake runs tasks as local processes with this test's capabilities: the check must say so.
+    assert re.search(r"oneshot +FAIL capabilities 0: CapPrm", report) or "ok   capabilities 0" in report, report
