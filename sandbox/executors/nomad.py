@@ -104,13 +104,13 @@ def _django_signing_key() -> str:
     return ""
 
 
-class _Service(Requester):  # type: ignore[misc]
+class _Service(Requester):
     """/v1/service/:name, which python-nomad does not wrap."""
 
     ENDPOINT = "service"
 
 
-class _Checks(Requester):  # type: ignore[misc]
+class _Checks(Requester):
     """/v1/client/allocation/:id/checks (Nomad-provider check results), which python-nomad does not wrap."""
 
     ENDPOINT = "client/allocation"
