@@ -29,6 +29,7 @@ from sandbox.spec import SandboxSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "nomad-jobs"
 SECOND_NS = 1_000_000_000
+RESTART_MIN_INTERVAL_NS = 5 * SECOND_NS  # Nomad refuses a shorter RestartPolicy Interval
 TIME_LIMIT_EXIT = 124  # what coreutils' timeout exits with when it had to stop the command
 
 
@@ -58,10 +59,11 @@ class TaskData(_Data):
 
 
 class RestartData(_Data):
+    """A server's in-place restarts (Nomad RestartPolicy, mode "fail")."""
+
     attempts: int
     interval_ns: int
     delay_ns: int
-    max_delay_ns: int
 
 
 class JobData(_Data):
@@ -95,6 +97,10 @@ class NomadSettings(_Data):
     driver: str = "exec"
     task_user: str = "nobody"
     uv: str = "uv"
+    # A CNI network whose conflist holds only the loopback plugin (deploy/nomad/): a one-shot run with
+    # network "none" gets a namespace with loopback only. Nomad's own mode "none" fails allocation setup
+    # for exec tasks.
+    isolated_network: str = "podium-isolated"
 
 
 def namespace_for(workspace: str, settings: NomadSettings) -> str:
@@ -142,6 +148,22 @@ def _limit_wrapper(spec: SandboxSpec) -> list[str]:
     return wrapper
 
 
+# The spec's layout: code and artifacts are mounted at these paths (sandbox.profile does the same locally).
+# On Nomad each is an artifact fetched into the task directory as ``code``/``artifacts``; the exec
+# chroot's root is that directory, so the task sees them at /code and /artifacts, and a command naming
+# them is written relative to the task directory so that it holds without a chroot too.
+MOUNTS = {"code": "/code", "artifacts": "/artifacts"}
+TASK_ROOT = "${NOMAD_TASK_DIR}/.."  # the task directory (NOMAD_TASK_DIR is its local/)
+
+
+def _in_task(arg: str, present: dict[str, str]) -> str:
+    """``arg`` with a leading mount path of the spec's layout made relative to the task directory."""
+    for key, mount in MOUNTS.items():
+        if key in present and (arg == mount or arg.startswith(mount + "/")):
+            return f"{TASK_ROOT}/{key}{arg[len(mount) :]}"
+    return arg
+
+
 def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_urls: dict[str, str]) -> JobData:
     """The typed job data for ``spec``. ``artifact_urls`` maps ``code``/``artifacts``
     to signed URLs that Nomad clients fetch."""
@@ -167,10 +189,11 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         env["VIRTUAL_ENV"] = env_dir
         env["PATH"] = f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
     artifacts = []
-    for key, dest in (("code", "local/code"), ("artifacts", "local/artifacts")):
+    for key in MOUNTS:
         if key in artifact_urls:
-            artifacts.append(ArtifactData(url=artifact_urls[key], dest=dest))
-            env[f"PODIUM_{key.upper().rstrip('S')}_DIR"] = f"${{NOMAD_TASK_DIR}}/{dest.split('/', 1)[1]}"
+            artifacts.append(ArtifactData(url=artifact_urls[key], dest=key))
+            env[f"PODIUM_{key.upper().rstrip('S')}_DIR"] = f"{TASK_ROOT}/{key}"
+    command = [_in_task(arg, artifact_urls) for arg in command]
     wrapper = _limit_wrapper(spec)
     cpu_mhz = max(100, int(spec.resources.cpu * settings.mhz_per_core))
     main = TaskData(
@@ -209,7 +232,6 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
                 memory_mb=max(512, spec.resources.memory_mib),
             ),
         )
-    policy = spec.restart
     return JobData(
         id=job_id,
         namespace=namespace_for(spec.workspace, settings),
@@ -223,14 +245,9 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
             "podium_network": spec.network.value,
         },
         count=spec.replicas,
-        restart=RestartData(
-            attempts=policy.attempts,
-            interval_ns=int(policy.reset_after_s * SECOND_NS) * max(1, policy.attempts),
-            delay_ns=int(policy.backoff_s * SECOND_NS),
-            max_delay_ns=int(policy.max_backoff_s * SECOND_NS),
-        ),
+        restart=restart_data(spec),
         disk_mb=spec.limits.disk_mib,
-        network_mode="none" if spec.network == "none" else "bridge",
+        network_mode=f"cni/{settings.isolated_network}" if spec.network == "none" else "bridge",
         service_name=job_id,
         tags=["podium", f"workspace={spec.workspace}", f"purpose={spec.purpose}"],
         check_type="http" if spec.purpose == "server" else "tcp",
@@ -238,9 +255,28 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
     )
 
 
+def restart_data(spec: SandboxSpec) -> RestartData:
+    """The spec's restart policy as Nomad takes it. Nomad refuses an ``Interval``
+    under 5 s or shorter than ``Attempts x Delay``; its delay is constant (plus
+    jitter), so ``max_backoff_s`` has no equivalent."""
+    policy = spec.restart
+    delay_ns = int(policy.backoff_s * SECOND_NS)
+    interval_ns = max(
+        RESTART_MIN_INTERVAL_NS,
+        int(policy.reset_after_s * SECOND_NS) * max(1, policy.attempts),
+        policy.attempts * delay_ns,
+    )
+    return RestartData(attempts=policy.attempts, interval_ns=interval_ns, delay_ns=delay_ns)
+
+
 def unenforced(spec: SandboxSpec) -> list[str]:
     """Limits of ``spec`` that a Nomad job cannot enforce, in words."""
     notes = [f"the process limit ({spec.limits.pids}) is not enforced by Nomad's exec driver"]
+    if spec.purpose == "server" and spec.restart.attempts and spec.restart.max_backoff_s > spec.restart.backoff_s:
+        notes.append(
+            f"restarts wait a constant {spec.restart.backoff_s:g} s on Nomad (its restart delay does not grow "
+            f"up to max_backoff_s)"
+        )
     if spec.network == "none" and spec.purpose != "oneshot":
         notes.append(
             "network 'none' for a reachable sandbox relies on the cluster's bridge firewall "

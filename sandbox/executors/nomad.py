@@ -14,6 +14,7 @@ and yields a replica's stdout before its stderr.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from sandbox.spec import LimitName, LogLine, ReplicaStatus, SandboxHandle, Sandb
 
 TASK = "sandbox"
 EVAL_WAIT_S = 5.0
+MULTIERROR_HEAD = re.compile(r"\d+ errors? occurred:")
 
 
 def _secret(name: str) -> str | None:
@@ -70,6 +72,7 @@ class NomadConfig:
             mhz_per_core=int(env.get("PODIUM_NOMAD_MHZ_PER_CORE", "1000")),
             driver=env.get("PODIUM_NOMAD_DRIVER", "exec"),
             task_user=env.get("PODIUM_NOMAD_TASK_USER", "nobody"),
+            isolated_network=env.get("PODIUM_NOMAD_ISOLATED_NETWORK", "podium-isolated"),
         )
         podium_url = env.get("PODIUM_URL", "http://127.0.0.1:8000").rstrip("/")
         var_dir = env.get("PODIUM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "var"))
@@ -107,10 +110,16 @@ def _django_signing_key() -> str:
     return ""
 
 
-class _Service(Requester):  # type: ignore[misc]
+class _Service(Requester):
     """/v1/service/:name, which python-nomad does not wrap."""
 
     ENDPOINT = "service"
+
+
+class _Checks(Requester):
+    """/v1/client/allocation/:id/checks (Nomad-provider check results), which python-nomad does not wrap."""
+
+    ENDPOINT = "client/allocation"
 
 
 class NomadExecutor(Executor):
@@ -124,6 +133,7 @@ class NomadExecutor(Executor):
         self.config = config or NomadConfig.from_env()
         self.api = nomad.Nomad(address=self.config.address, token=self.config.token, timeout=self.config.timeout_s)
         self._services = _Service(**self.api.requester_settings)
+        self._checks = _Checks(**self.api.requester_settings)
 
     # helpers
 
@@ -133,10 +143,17 @@ class NomadExecutor(Executor):
         except nomad_errors.URLNotFoundNomadException:
             raise
         except (nomad_errors.BaseNomadException, OSError) as exc:
-            detail = getattr(getattr(exc, "nomad_resp", None), "text", None) or str(exc)
-            if isinstance(exc, nomad_errors.BadRequestNomadException):
-                raise SandboxError(f"Nomad rejected the request: {detail.strip()}") from None
-            raise SandboxUnavailable(f"Nomad at {self.config.address} failed: {detail.strip()}") from None
+            raise self._translate(exc, "request") from None
+
+    def _translate(self, exc: Exception, what: str) -> SandboxError:
+        """A failed call as Podium's error. Nomad answers a job that fails validation with
+        HTTP 500 and its multierror text: that is a rejection of what Podium sent, not an outage."""
+        response = getattr(exc, "nomad_resp", None)
+        detail = (getattr(response, "text", None) or str(exc)).strip()
+        status = getattr(response, "status_code", None)
+        if status == 400 or (status == 500 and MULTIERROR_HEAD.match(detail)):
+            return SandboxError(f"Nomad rejected the {what}: {_flatten_multierror(detail)}")
+        return SandboxUnavailable(f"Nomad at {self.config.address} failed: {detail}")
 
     def _ns(self, handle: SandboxHandle) -> str:
         if handle.executor != self.name:
@@ -147,8 +164,17 @@ class NomadExecutor(Executor):
         try:
             self._call(self.api.namespace.get_namespace, namespace)
         except nomad_errors.URLNotFoundNomadException:
-            body = {"Name": namespace, "Description": f"Podium workspace {workspace}"}
-            self._call(self.api.namespace.create_namespace, body)
+            description = f"Podium workspace {workspace}"
+            try:
+                self.api.namespace.create_namespace({"Name": namespace, "Description": description})
+            except nomad_errors.URLNotAuthorizedNomadException:
+                raise SandboxUnavailable(
+                    f"Nomad namespace {namespace} does not exist and Podium's token may not create it "
+                    "(creating a namespace takes a management token; operator write is not enough). "
+                    f'Create it ahead: nomad namespace apply -description "{description}" {namespace}'
+                ) from None
+            except (nomad_errors.BaseNomadException, OSError) as exc:
+                raise self._translate(exc, "namespace") from None
 
     def _artifact_urls(self, spec: SandboxSpec) -> dict[str, str]:
         urls = {}
@@ -174,7 +200,10 @@ class NomadExecutor(Executor):
         job = nomad_jobs.build_job(spec, job_id, self.config.settings, self._artifact_urls(spec))
         namespace = job.namespace
         self._ensure_namespace(namespace, spec.workspace)
-        result = self._call(self.api.jobs.register_job, nomad_jobs.render(job))
+        try:
+            result = self.api.jobs.register_job(nomad_jobs.render(job))
+        except (nomad_errors.BaseNomadException, OSError) as exc:
+            raise self._translate(exc, "job") from None
         handle = SandboxHandle(
             executor=self.name,
             id=job_id,
@@ -259,9 +288,46 @@ class NomadExecutor(Executor):
         if client == "complete" and not task.get("Failed") and (exit_code in (0, None)):
             return ReplicaStatus(index=index, state=State.EXITED, exit_code=0, restarts=restarts)
         reason, limit = _explain(last, handle.state)
+        early = self._failed_before_start(alloc)
+        if early is not None:
+            reason, limit = early, None
         return ReplicaStatus(
             index=index, state=State.FAILED, exit_code=exit_code, reason=reason, limit=limit, restarts=restarts
         )
+
+    def _failed_before_start(self, alloc: dict[str, Any]) -> str | None:
+        """Nomad's own message when the sandbox task never ran: allocation setup, the
+        driver or an artifact failed (``Setup Failure``, ``Driver Failure``, ...), or a
+        prestart task failed (with the last lines of its output)."""
+        states = alloc.get("TaskStates") or {}
+        message = _start_failure(states.get(TASK) or {})
+        if message:
+            return f"the sandbox could not start: {message}"
+        for name, state in states.items():
+            if name == TASK or not state.get("Failed"):
+                continue
+            message = _start_failure(state)
+            if message:
+                return f"the {name} task could not start: {message}"
+            ended = [e for e in state.get("Events") or [] if e.get("Type") == "Terminated"]
+            code = ended[-1].get("ExitCode") if ended else None
+            what = "building the environment" if name == "environment" else f"the {name} task"
+            reason = f"{what} failed before the sandbox started" + (f" (exit code {code})" if code is not None else "")
+            tail = self._log_tail(alloc["ID"], name)
+            return f"{reason}:\n{tail}" if tail else reason
+        return None
+
+    def _log_tail(self, alloc_id: str, task: str, lines: int = 10) -> str:
+        """The last lines a task wrote (stderr, else stdout); empty when Nomad has none."""
+        for stream in ("stderr", "stdout"):
+            try:
+                text = self._call(self.api.client.stream_logs.stream, alloc_id, task, stream, plain=True)
+            except (nomad_errors.URLNotFoundNomadException, SandboxError):
+                continue
+            kept = [line for line in str(text).splitlines() if line.strip()]
+            if kept:
+                return "\n".join(kept[-lines:])
+        return ""
 
     def stop(self, handle: SandboxHandle, grace_s: float = 5.0) -> SandboxStatus:
         namespace = self._ns(handle)
@@ -318,6 +384,9 @@ class NomadExecutor(Executor):
         return out
 
     def addresses(self, handle: SandboxHandle) -> list[str]:
+        """Replicas whose Nomad checks all pass. Nomad lists a service registration as
+        soon as the task starts and keeps it while its check fails: the registration
+        alone is no sign of readiness."""
         namespace = self._ns(handle)
         try:
             registrations = self._call(
@@ -325,7 +394,25 @@ class NomadExecutor(Executor):
             ).json()
         except nomad_errors.URLNotFoundNomadException:
             return []
-        return [f"http://{reg['Address']}:{reg['Port']}" for reg in registrations]
+        passing: dict[str, bool] = {}
+        addresses = []
+        for reg in registrations:
+            alloc_id = str(reg.get("AllocID", ""))
+            if alloc_id not in passing:
+                passing[alloc_id] = self._checks_pass(alloc_id, namespace)
+            if passing[alloc_id]:
+                addresses.append(f"http://{reg['Address']}:{reg['Port']}")
+        return addresses
+
+    def _checks_pass(self, alloc_id: str, namespace: str) -> bool:
+        """Every check of the allocation reports ``success`` (``null``: none has run yet)."""
+        try:
+            results = self._call(
+                self._checks.request, alloc_id, "checks", method="get", params={"namespace": namespace}
+            ).json()
+        except nomad_errors.URLNotFoundNomadException:
+            return False
+        return bool(results) and all(result.get("Status") == "success" for result in results.values())
 
     def health(self) -> tuple[bool, str]:
         try:
@@ -362,12 +449,30 @@ def _aggregate(handle: SandboxHandle, replicas: list[ReplicaStatus], stopping: b
     )
 
 
+# Task events that mean the task never ran (Nomad's event types).
+START_FAILURES = frozenset(
+    {"Setup Failure", "Driver Failure", "Failed Artifact Download", "Failed Validation", "Task hook failed"}
+)
+
+
+def _start_failure(task: dict[str, Any]) -> str | None:
+    """The message of the task's last start failure, unless the task ran after it."""
+    for event in reversed(task.get("Events") or []):
+        if event.get("Type") in ("Terminated", "Started"):
+            return None
+        if event.get("Type") in START_FAILURES:
+            return str(
+                event.get("DisplayMessage") or event.get("DriverError") or event.get("SetupError") or event["Type"]
+            )
+    return None
+
+
 def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitName | None]:
     """Reason and limit from the task's last Terminated event."""
     code = event.get("ExitCode")
     details = event.get("Details") or {}
     limits = state.get("limits", {})
-    if event.get("OOMKilled") or details.get("oom_killed") == "true":
+    if details.get("oom_killed") == "true":  # Nomad's only OOM signal: Details, as a string
         return f"memory limit: the sandbox used more than its {state.get('memory_mib')} MiB of memory", "memory"
     if code == nomad_jobs.TIME_LIMIT_EXIT and state.get("purpose") == "oneshot":
         return f"time limit: the run took longer than {limits.get('wall_time_s') or 3600:g} s", "time"
@@ -378,6 +483,21 @@ def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitNa
     if event.get("Signal"):
         return f"killed by signal {event['Signal']}", None
     return (f"exited with code {code}" if code is not None else event.get("DisplayMessage") or "failed"), None
+
+
+def _flatten_multierror(text: str) -> str:
+    """Nomad's nested multierror text on one line: ``Task group sandbox validation failed:
+    Delay cannot be less than 5s (got 1s)``; sibling errors are joined with ``; ``."""
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = MULTIERROR_HEAD.sub("", raw.strip().removeprefix("* ")).strip()
+        if not line:
+            continue
+        if parts and parts[-1].endswith(":"):
+            parts[-1] = f"{parts[-1]} {line}"
+        else:
+            parts.append(line)
+    return "; ".join(parts) or text.strip()
 
 
 def _placement_message(spec: SandboxSpec, metrics: dict[str, Any]) -> str:

@@ -106,12 +106,16 @@ def http_get(address: str, path: str = "/healthz") -> str:
     return body
 
 
-def wait_until_answering(executor: Executor, handle: SandboxHandle, timeout: float = 20) -> list[str]:
+def wait_until_answering(
+    executor: Executor, handle: SandboxHandle, replicas: int = 1, timeout: float = 20
+) -> list[str]:
+    """Bodies from every replica once ``replicas`` of them are listed: replicas become
+    ready one by one, and an executor lists only those that are ready."""
     deadline = time.monotonic() + timeout
     while True:
         addresses = executor.addresses(handle)
         try:
-            if addresses:
+            if len(addresses) >= replicas:
                 return [http_get(address) for address in addresses]
         except OSError:
             pass
@@ -147,7 +151,7 @@ def test_it_names_the_time_limit(executor: Executor) -> None:
 def test_a_server_answers_at_its_addresses_until_stopped(executor: Executor) -> None:
     handle = executor.start(spec("server", [PYTHON, "-c", SERVER], replicas=2))
     try:
-        bodies = wait_until_answering(executor, handle)
+        bodies = wait_until_answering(executor, handle, replicas=2)
         assert sorted(bodies) == ["ok 0", "ok 1"]
         assert executor.poll(handle).state == State.RUNNING
     finally:

@@ -8,30 +8,42 @@ import http.server
 import io
 import json
 import os
+import re
+import sys
 import tarfile
 import threading
+import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import httpx
 import jinja2
 import pytest
-from fake_nomad import FakeNomad
+from fake_nomad import FakeNomad, _RestartTracker, canonicalize, samples_dir
 
 from sandbox import (
     GpuConstraints,
     Limits,
+    Network,
     Resources,
+    ResourceUnavailable,
+    RestartPolicy,
     SandboxError,
+    SandboxHandle,
     SandboxNotFound,
     SandboxSpec,
     SandboxUnavailable,
     State,
+    nomad_check,
     nomad_jobs,
 )
 from sandbox.environments import MARKER
 from sandbox.executors.nomad import NomadConfig, NomadExecutor
 from sandbox.signing import sign_url, verify_signature
+from sandbox.spec import Purpose
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = nomad_jobs.NomadSettings(datacenters=["dc1"])
@@ -110,6 +122,36 @@ def test_it_renders_jobs_matching_the_golden_files(case: str, tmp_path: Path) ->
     assert rendered == path.read_text()
 
 
+def _all_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [task for group in job["Job"]["TaskGroups"] for task in group["Tasks"]]
+
+
+@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+@pytest.mark.parametrize("with_environment", [False, True], ids=["bare", "environment"])
+@pytest.mark.parametrize("network", list(Network))
+def test_every_task_of_every_purpose_drops_all_capabilities(
+    purpose: str, with_environment: bool, network: Network, tmp_path: Path
+) -> None:
+    env = None
+    if with_environment:
+        env = tmp_path / "env"
+        env.mkdir()
+        (env / MARKER).write_text(json.dumps({"requirements": "numpy", "python": "3.11.2"}))
+    spec = SandboxSpec.model_validate(
+        {"workspace": "acme", "name": "caps", "purpose": purpose, "command": ["true"], "environment": env}
+    ).model_copy(update={"network": network})
+    tasks = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "caps-0", SETTINGS, {})))
+    assert len(tasks) == (2 if with_environment else 1)
+    for task in tasks:
+        assert task["Config"].get("cap_drop") == ["all"], f"{purpose}: task {task['Name']} keeps capabilities"
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_every_task_in_the_golden_files_drops_all_capabilities(path: Path) -> None:
+    for task in _all_tasks(json.loads(path.read_text())):
+        assert task["Config"].get("cap_drop") == ["all"], f"{path.name}: task {task['Name']} keeps capabilities"
+
+
 def test_an_unfilled_placeholder_fails_the_render() -> None:
     template = nomad_jobs._environment.from_string('{"Count": {{ job.count | tojson }}}')
     with pytest.raises(jinja2.UndefinedError):
@@ -147,11 +189,89 @@ def test_it_uses_one_namespace_per_workspace(nomad: NomadExecutor, fake: FakeNom
 
 
 def test_it_surfaces_nomads_own_validation_error(fake: FakeNomad) -> None:
-    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="chroot-me")
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="")
     broken = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings))
     with pytest.raises(SandboxError) as rejected:
         broken.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
-    assert "Missing driver" in str(rejected.value) and "1 error occurred" in str(rejected.value)
+    assert not isinstance(rejected.value, SandboxUnavailable)
+    assert str(rejected.value) == (
+        "Nomad rejected the job: Task group sandbox validation failed: Task sandbox validation failed: "
+        "Missing task driver"
+    )
+
+
+def test_a_driver_no_client_has_is_a_placement_failure(fake: FakeNomad) -> None:
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], driver="chroot-me")
+    elsewhere = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings))
+    with pytest.raises(ResourceUnavailable, match="missing drivers"):
+        elsewhere.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
+
+
+def _register(fake: FakeNomad, job: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{fake.address}/v1/jobs", json=job, headers={"X-Nomad-Token": "t0ken"})
+
+
+def test_the_fake_refuses_a_short_reschedule_delay_as_nomad_does(fake: FakeNomad, tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["server-gpu"]
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "bad-delay", SETTINGS, urls))
+    job["Job"]["TaskGroups"][0]["ReschedulePolicy"] = {
+        "Unlimited": True,
+        "Delay": 1 * nomad_jobs.SECOND_NS,
+        "DelayFunction": "exponential",
+        "MaxDelay": 60 * nomad_jobs.SECOND_NS,
+    }
+    answer = _register(fake, job)
+    status, body = (samples_dir() / "errors" / "register-invalid-job.txt").read_text().split("\n", 1)
+    assert (f"HTTP {answer.status_code}", answer.text) == (status, body)
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        ({"RestartPolicy": {"Attempts": 0, "Mode": "delay"}}, 'Restart policy "delay" with 0 attempts is ambiguous'),
+        ({"RestartPolicy": {"Attempts": 1, "Interval": 10**9}}, "Interval can not be less than 5s (got 1s)"),
+        (
+            {"ReschedulePolicy": {"Unlimited": True, "Delay": 5 * 10**9, "MaxDelay": 10**9}},
+            "Max Delay cannot be less than Delay 5s (got 1s)",
+        ),
+    ],
+)
+def test_the_fake_applies_nomads_policy_rules(fake: FakeNomad, policy: dict[str, Any], error: str) -> None:
+    spec = SandboxSpec(workspace="acme", name="rules", purpose="server", command=["true"])
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "rules-0", SETTINGS, {}))
+    job["Job"]["TaskGroups"][0].update(policy)
+    answer = _register(fake, job)
+    assert answer.status_code == 500 and f"\t* {error}\n" in answer.text, answer.text
+
+
+@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+@pytest.mark.parametrize("attempts", [0, 1, 5, 1000])
+def test_every_job_podium_renders_passes_nomads_validation(purpose: str, attempts: int, tmp_path: Path) -> None:
+    for spec, urls in golden_cases(tmp_path / str(attempts)).values():
+        spec = spec.model_copy(update={"purpose": purpose, "restart": RestartPolicy(attempts=attempts, backoff_s=7)})
+        job = nomad_jobs.render(nomad_jobs.build_job(spec, "valid-0", SETTINGS, urls))["Job"]
+        FakeNomad.validate(canonicalize(job))
+
+
+def test_a_server_restarts_in_place_then_fails_and_is_never_rescheduled(tmp_path: Path) -> None:
+    spec = SandboxSpec(
+        workspace="acme", name="s", purpose="server", command=["true"], restart=RestartPolicy(attempts=3)
+    )
+    (group,) = nomad_jobs.render(nomad_jobs.build_job(spec, "s-0", SETTINGS, {}))["Job"]["TaskGroups"]
+    assert group["RestartPolicy"]["Mode"] == "fail" and group["RestartPolicy"]["Attempts"] == 3
+    assert group["ReschedulePolicy"] == {"Attempts": 0, "Unlimited": False}
+
+
+def test_the_fakes_restart_modes_follow_nomad() -> None:
+    fail = _RestartTracker({"Attempts": 1, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "fail"}, False, False)
+    assert fail.next(1) == ("restart", "Restart within policy", 1.0)
+    assert fail.next(1) == ("fail", 'Exceeded allowed attempts 1 in interval 5m0s and mode is "fail"', 0.0)
+    none = _RestartTracker({"Attempts": 0, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "fail"}, True, False)
+    assert none.next(0)[0] == "done" and none.next(3) == ("fail", "Policy allows no restarts", 0.0)
+    delay = _RestartTracker({"Attempts": 1, "Interval": 300 * 10**9, "Delay": 10**9, "Mode": "delay"}, False, False)
+    delay.next(1)
+    decision, reason, wait = delay.next(1)
+    assert (decision, reason) == ("restart", "Exceeded allowed attempts, applying a delay") and wait > 300
 
 
 def test_it_sends_its_acl_token(fake: FakeNomad) -> None:
@@ -161,6 +281,18 @@ def test_it_sends_its_acl_token(fake: FakeNomad) -> None:
     with pytest.raises(SandboxUnavailable) as refused:
         anonymous.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"]))
     assert "Permission denied" in str(refused.value)
+
+
+def test_a_token_that_may_not_create_namespaces_gets_the_command_to_run(nomad: NomadExecutor, fake: FakeNomad) -> None:
+    fake.token_may_create_namespaces = False
+    try:
+        with pytest.raises(SandboxUnavailable) as refused:
+            nomad.start(SandboxSpec(workspace="newcomer", name="x", purpose="oneshot", command=["true"]))
+    finally:
+        fake.token_may_create_namespaces = True
+    message = str(refused.value)
+    assert "management token" in message
+    assert 'nomad namespace apply -description "Podium workspace newcomer" podium-newcomer' in message
 
 
 def test_health_fails_when_the_agent_does_not_answer() -> None:
@@ -239,6 +371,45 @@ def test_code_reaches_the_task_through_a_signed_url(fake: FakeNomad, artifact_se
     assert [line.text for line in executor.logs(handle)] == ["hello from the bundle"]
 
 
+def test_a_command_naming_the_specs_code_mount_runs_on_nomad(
+    fake: FakeNomad, artifact_server: tuple[str, Path]
+) -> None:
+    base_url, root = artifact_server
+    code = root / "models" / "churn" / "4"
+    (code / "_podium").mkdir(parents=True)
+    (code / "_podium" / "hello.sh").write_text('echo "hello from $0"\n')
+    executor = NomadExecutor(
+        NomadConfig(
+            address=fake.address,
+            token="t0ken",
+            settings=SETTINGS,
+            artifact_url=base_url,
+            artifact_root=root,
+            signing_key=b"k",
+        )
+    )
+    spec = SandboxSpec(
+        workspace="acme", name="layout", purpose="oneshot", code_dir=code, command=["/bin/sh", "/code/_podium/hello.sh"]
+    )
+    handle = executor.start(spec)
+    assert executor.wait(handle, timeout=30).state == State.EXITED
+    (line,) = [line.text for line in executor.logs(handle)]
+    assert line.startswith("hello from ") and line.endswith("/code/_podium/hello.sh")
+
+
+def test_no_path_of_the_local_layout_is_left_in_a_job(tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["server-gpu"]
+    spec = spec.model_copy(update={"command": ["python", "/code/_podium/model_server.py", "/code/bundle"]})
+    (task,) = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "x", SETTINGS, urls)))
+    assert task["Artifacts"][0]["RelativeDest"] == "code"  # /code inside the exec chroot
+    values = [*task["Config"]["args"], *task["Env"].values()]
+    assert not [value for value in values if value.startswith(("/code", "/artifacts", str(tmp_path)))]
+    assert task["Config"]["args"][-2:] == [
+        "${NOMAD_TASK_DIR}/../code/_podium/model_server.py",
+        "${NOMAD_TASK_DIR}/../code/bundle",
+    ]
+
+
 def test_code_outside_the_artifact_store_is_refused(nomad: NomadExecutor, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="outside the artifact store"):
         nomad.start(SandboxSpec(workspace="acme", name="x", purpose="oneshot", command=["true"], code_dir=tmp_path))
@@ -247,3 +418,106 @@ def test_code_outside_the_artifact_store_is_refused(nomad: NomadExecutor, tmp_pa
 def test_status_lists_what_nomad_cannot_enforce(nomad: NomadExecutor) -> None:
     handle = nomad.start(SandboxSpec(workspace="acme", name="w", purpose="oneshot", command=["true"]))
     assert any("process limit" in warning for warning in nomad.wait(handle, timeout=30).warnings)
+
+
+def _sample_allocation(case: str) -> dict[str, Any]:
+    (path,) = (samples_dir() / case).glob("allocation-*.json")
+    alloc: dict[str, Any] = json.loads(path.read_text())
+    return alloc
+
+
+def _oneshot_handle() -> SandboxHandle:
+    spec = SandboxSpec(workspace="demo", name="t", purpose="oneshot", command=["true"])
+    state = {"namespace": "podium-demo", "purpose": "oneshot", "limits": spec.limits.model_dump(), "memory_mib": 512}
+    return SandboxHandle(executor="nomad", id="t-0", state=state)
+
+
+def test_a_setup_failure_reaches_the_user_with_nomads_message(nomad: NomadExecutor) -> None:
+    alloc = _sample_allocation("oneshot-network-none-setup-failure")
+    replica = nomad._replica(_oneshot_handle(), alloc, stopping=False)
+    assert replica.state == State.FAILED and replica.exit_code is None
+    assert replica.reason == (
+        'the sandbox could not start: failed to setup alloc: pre-run hook "network" failed: '
+        "network already configured but not found in state"
+    )
+
+
+def test_a_failed_prestart_in_a_capture_names_the_environment(nomad: NomadExecutor) -> None:
+    replica = nomad._replica(_oneshot_handle(), _sample_allocation("oneshot-environment-without-network"), False)
+    assert replica.state == State.FAILED
+    assert replica.reason == "building the environment failed before the sandbox started (exit code 2)"
+
+
+def test_a_failed_environment_shows_its_last_lines(fake: FakeNomad, tmp_path: Path) -> None:
+    uv = tmp_path / "uv"
+    uv.write_text("#!/bin/sh\necho 'error: Failed to fetch: https://pypi.org/simple/scikit-learn/' >&2\nexit 2\n")
+    uv.chmod(0o755)
+    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], uv=str(uv))
+    executor = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings, signing_key=b"k"))
+    spec, _ = golden_cases(tmp_path)["kernel-env"]
+    status = executor.wait(executor.start(spec.model_copy(update={"purpose": "oneshot"})), timeout=30)
+    assert status.state == State.FAILED
+    assert status.reason == (
+        "building the environment failed before the sandbox started (exit code 2):\n"
+        "error: Failed to fetch: https://pypi.org/simple/scikit-learn/"
+    )
+
+
+ANSWER_500 = """
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PODIUM_LISTEN"].rsplit(":", 1)[1])), H).serve_forever()
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["/bin/sh", "-c", "exec sleep 30"], [sys.executable, "-c", ANSWER_500]],
+    ids=["not-listening", "answering-500"],
+)
+def test_it_routes_only_to_replicas_whose_checks_pass(
+    nomad: NomadExecutor, fake: FakeNomad, command: list[str]
+) -> None:
+    handle = nomad.start(SandboxSpec(workspace="acme", name="unready", purpose="server", command=command))
+    try:
+        assert nomad.wait(handle, timeout=20, until=frozenset({State.RUNNING})).state == State.RUNNING
+        time.sleep(0.5)
+        registered = fake.services[("podium-acme", handle.id)]
+        assert registered and nomad.addresses(handle) == []
+    finally:
+        nomad.stop(handle, grace_s=1)
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nomad"
+
+
+def test_the_shipped_cni_network_is_the_one_jobs_name_and_holds_only_loopback() -> None:
+    conflist = json.loads((DEPLOY / "podium-isolated.conflist").read_text())
+    assert conflist["name"] == nomad_jobs.NomadSettings().isolated_network
+    assert conflist["plugins"] == [{"type": "loopback"}]
+
+
+def test_the_shipped_client_configuration_keeps_the_host_out_of_the_chroot() -> None:
+    client = (DEPLOY / "client.hcl").read_text()
+    assert 'cni_path       = "/usr/lib/cni"' in client and 'allow_caps       = ["kill"]' in client
+    (block,) = re.findall(r"chroot_env \{(.*?)\n  \}", client, re.S)
+    sources = re.findall(r'^\s*"([^"]+)"\s*=', block, re.M)
+    assert sources, "chroot_env is empty"
+    for forbidden in ("/etc", "/usr", "/usr/bin", "/bin", "/sbin", "/usr/sbin", "/etc/shadow"):
+        assert forbidden not in sources, f"chroot_env links {forbidden} into every task"
+
+
+def test_nomad_check_prints_each_step_and_fails_on_capabilities_the_fake_cannot_drop(fake: FakeNomad) -> None:
+    executor = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=SETTINGS, signing_key=b"k"))
+    out = io.StringIO()
+    assert not nomad_check.run(executor, out, python=sys.executable, timeout=20)
+    report = out.getvalue()
+    for purpose in ("server", "kernel"):
+        for step in ("registered", "placed", "running", "healthy (checks pass)", "logs", "stopped"):
+            assert re.search(rf"{purpose} +ok   {re.escape(step)}", report), report
+    assert re.search(r"oneshot +ok   ran to the end", report), report
+    # The fake runs tasks as local processes with this test's capabilities: the check must say so.
+    assert re.search(r"oneshot +FAIL capabilities 0: CapPrm", report) or "ok   capabilities 0" in report, report
