@@ -31,6 +31,9 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "nomad-jobs"
 SECOND_NS = 1_000_000_000
 RESTART_MIN_INTERVAL_NS = 5 * SECOND_NS  # Nomad refuses a shorter RestartPolicy Interval
 TIME_LIMIT_EXIT = 124  # what coreutils' timeout exits with when it had to stop the command
+# The purposes rendered as jobs. Builds are not (yet): on Nomad an environment is built by each allocation's
+# environment task, and the executor refuses a build spec.
+RENDERED_PURPOSES = ("server", "oneshot", "kernel")
 
 
 class _Data(BaseModel):

@@ -126,7 +126,21 @@ def _all_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [task for group in job["Job"]["TaskGroups"] for task in group["Tasks"]]
 
 
-@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+def test_every_purpose_is_rendered_or_refused() -> None:
+    assert set(typing.get_args(Purpose)) == {*nomad_jobs.RENDERED_PURPOSES, "build"}
+
+
+def test_a_build_spec_is_refused_by_the_nomad_executor(tmp_path: Path) -> None:
+    from sandbox.errors import SpecNotSupported
+    from sandbox.executors.nomad import NomadConfig, NomadExecutor
+
+    spec = SandboxSpec(workspace="acme", name="b", purpose="build", command=["true"], network=Network.INDEX,
+                       output_dir=tmp_path / "env")
+    with pytest.raises(SpecNotSupported, match="environment task"):
+        NomadExecutor(NomadConfig(address="http://127.0.0.1:9")).start(spec)
+
+
+@pytest.mark.parametrize("purpose", nomad_jobs.RENDERED_PURPOSES)
 @pytest.mark.parametrize("with_environment", [False, True], ids=["bare", "environment"])
 @pytest.mark.parametrize("network", list(Network))
 def test_every_task_of_every_purpose_drops_all_capabilities(
@@ -244,7 +258,7 @@ def test_the_fake_applies_nomads_policy_rules(fake: FakeNomad, policy: dict[str,
     assert answer.status_code == 500 and f"\t* {error}\n" in answer.text, answer.text
 
 
-@pytest.mark.parametrize("purpose", typing.get_args(Purpose))
+@pytest.mark.parametrize("purpose", nomad_jobs.RENDERED_PURPOSES)
 @pytest.mark.parametrize("attempts", [0, 1, 5, 1000])
 def test_every_job_podium_renders_passes_nomads_validation(purpose: str, attempts: int, tmp_path: Path) -> None:
     for spec, urls in golden_cases(tmp_path / str(attempts)).values():
