@@ -4,6 +4,7 @@ calls fast and is back within seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import SUPERVISOR, bearer, key_for
-from tests.serving.conftest import custom_bundle, gateway
+from tests.serving.conftest import bundle_bytes, custom_bundle, gateway
 from tests.serving.test_deploy import ECHO, upload
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -115,3 +116,64 @@ def test_a_killed_model_server_fails_fast_and_comes_back(alice, acme, serving):
     assert all(latency < 1.0 for _, _, latency, _ in failures), max(r[2] for r in failures)
     assert load.results[-1][1] == 200
     assert model_server_pids() and model_server_pids() != pids
+
+
+def failovers() -> float:
+    from webapp.serving.gateway import FAILOVERS
+
+    return FAILOVERS._value.get()
+
+
+async def burst(key: str, calls: int, concurrency: int = 8) -> list[tuple[int, str]]:
+    results: list[tuple[int, str]] = []
+    async with gateway() as client:
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                response = await client.post("/v1/models/greeter/predict", json={},
+                                             headers={"authorization": f"Bearer {key}"})
+                results.append((response.status_code, response.json().get("detail", "")))
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+    return results
+
+
+def two_replicas(alice, acme) -> str:
+    deployer = bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+    manifest = {"flavor": "custom", "entrypoint": "model.py:Model", "replicas": 2}
+    bundle = bundle_bytes(manifest, {"model.py": ECHO, "greeting.txt": "two of us"})
+    assert upload(deployer, "greeter", bundle).status_code == 201
+    key = key_for(alice, acme, ["invoke"])
+    # Both replicas are in the cached route and the gateway holds idle connections to both.
+    assert {status for status, _ in asyncio.run(burst(key, 16))} == {200}
+    return key
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).wait(5)
+
+
+def test_a_call_a_dead_replica_refuses_goes_to_the_other_one(alice, acme, serving):
+    key = two_replicas(alice, acme)
+    pids = model_server_pids()
+    assert len(pids) == 2
+    before = failovers()
+    kill(pids[:1])
+    results = asyncio.run(burst(key, 400))
+    assert len(results) == 400
+    assert [r for r in results if r[0] != 200] == []
+    # The dead replica was offered calls (the route still named it) and refused them.
+    assert failovers() > before, "no call was handed to the killed replica"
+
+
+def test_it_answers_502_only_when_no_replica_can_take_the_call(alice, acme, serving):
+    key = two_replicas(alice, acme)
+    kill(model_server_pids())
+    status, detail = asyncio.run(burst(key, 1, concurrency=1))[0]
+    assert status in (502, 503), detail
+    if status == 502:
+        assert "No replica of this version could take the call (2 tried" in detail

@@ -8,8 +8,12 @@ to Django. Errors are JSON with a ``detail`` that says what to do:
 
 - 401 bad key; 403 key without the ``invoke`` scope; 404 unknown model/alias/version
 - 405 not POST; 413 body too large; 415 not JSON (nothing is ever unpickled)
-- 502 the replica dropped the call (it is being restarted); 503 + Retry-After
-  while no replica is ready; 504 the model took longer than the timeout
+- 502 the replica dropped the call (it is being restarted), or no replica of the version could take
+  it; 503 + Retry-After while no replica is ready; 504 the model took longer than the timeout
+
+Failover: a call whose connection a replica refuses or resets before anything was sent (its accept
+queue is full, or it just died) is handed to the next ready replica of the same version; such a
+replica is tried last for ``DOWN_S`` seconds. A call that reached a replica is never sent twice.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from webapp.core import invalidation
 from webapp.serving import recorder, routing
-from webapp.serving.upstream import Upstream, UpstreamError
+from webapp.serving.upstream import Upstream, UpstreamError, UpstreamUnreachable
 from webapp.workspaces import key_cache
 from webapp.workspaces.auth import bearer_token
 
@@ -43,8 +47,14 @@ PATH = re.compile(
 )
 
 
+# How long a replica that refused a connection is tried after the others (about one route refresh).
+DOWN_S = 1.0
+
 PREDICTIONS = prometheus_client.Counter(
     "podium_predictions", "Calls through the gateway", ["workspace", "model", "version", "status"]
+)
+FAILOVERS = prometheus_client.Counter(
+    "podium_gateway_failovers", "Calls handed to another replica because one refused the connection"
 )
 LATENCY = prometheus_client.Histogram(
     "podium_prediction_latency_seconds", "Gateway latency of a call, from request to answer",
@@ -82,6 +92,7 @@ class Gateway:
         self.upstream = Upstream()
         self.refreshing: set[tuple[int, str, str | None, int | None]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.down: dict[str, float] = {}  # address -> until when it is tried last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -175,9 +186,7 @@ class Gateway:
             raise GatewayError(503, f"No replica of '{route.model_name}' is ready yet; retry shortly.",
                                {"retry-after": "5"})
         context.update(version_id=target.version_id, version_number=target.number)
-        address = target.pick_address()
-        assert address is not None
-        status, answer = await self._forward(address, body, context)
+        status, answer = await self._hand_off(target.candidates(), body, context)
         return status, answer, {"x-podium-model-version": str(target.number)}
 
     def _refresh_in_background(self, route_args: tuple[int, str, str | None, int | None]) -> None:
@@ -214,6 +223,23 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
+    async def _hand_off(self, addresses: list[str], body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+        """Send the call to the first replica that takes it; replicas that refused lately go last."""
+        now = time.monotonic()
+        for address in [a for a, until in self.down.items() if until < now]:
+            del self.down[address]
+        ordered = sorted(addresses, key=lambda a: self.down.get(a, 0.0) > now)  # stable: round robin kept
+        for address in ordered:
+            try:
+                return await self._forward(address, body, context)
+            except UpstreamUnreachable as exc:
+                context["error"] = str(exc)
+                self.down[address] = time.monotonic() + DOWN_S
+                FAILOVERS.inc()
+                self.upstream.forget(address)
+        raise GatewayError(502, f"No replica of this version could take the call ({len(addresses)} tried; "
+                                "they are being restarted). Retry shortly.", {"retry-after": "1"})
+
     async def _forward(self, address: str, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
         timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
@@ -221,6 +247,8 @@ class Gateway:
         except TimeoutError:
             context["error"] = "timeout"
             raise GatewayError(504, f"The model did not answer within {timeout} s.") from None
+        except UpstreamUnreachable:
+            raise
         except UpstreamError as exc:
             context["error"] = str(exc)
             self.upstream.forget(address)

@@ -35,6 +35,15 @@ class Target:
         self._next = (self._next + 1) % len(self.addresses)  # round robin across replicas
         return self.addresses[self._next]
 
+    def candidates(self) -> list[str]:
+        """Every replica address, the round-robin choice first: the gateway hands the call to the next
+        one when a replica cannot take it."""
+        first = self.pick_address()
+        if first is None:
+            return []
+        start = self.addresses.index(first)
+        return self.addresses[start:] + self.addresses[:start]
+
 
 @dataclass
 class Route:

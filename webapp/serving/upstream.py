@@ -21,6 +21,11 @@ class UpstreamError(Exception):
     """The replica could not be reached or dropped the connection."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """The call never reached the replica: its socket refused, reset or did not accept the connection
+    (accept queue full, or the replica just died). Nothing was sent, so the call may go to another replica."""
+
+
 @dataclass
 class _Pool:
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
@@ -47,10 +52,11 @@ class Upstream:
                 opening = asyncio.open_connection(host, int(port))
             return await asyncio.wait_for(opening, self.connect_timeout)
         except (TimeoutError, OSError) as exc:
-            raise UpstreamError(f"cannot connect to {address}: {exc}") from None
+            raise UpstreamUnreachable(f"cannot connect to {address}: {exc!r}") from None
 
     async def post(self, address: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        """POST a JSON body; returns (status, body). Raises UpstreamError or asyncio.TimeoutError."""
+        """POST a JSON body; returns (status, body). Raises UpstreamUnreachable when nothing was sent,
+        UpstreamError when the replica dropped the call after it was sent, or TimeoutError."""
         pool = self._pool(address)
         reused = bool(pool.idle)
         reader, writer = pool.idle.pop() if reused else await self._connect(address)
