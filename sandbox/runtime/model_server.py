@@ -20,6 +20,10 @@ Routes:
   GET  /ready     200 once the model is loaded, 503 before (readiness)
   POST /predict   JSON in, JSON out; see docs/model-bundles.md
 
+JSON edge cases: a body nested deeper than Python's parser can follow is a 400 that says so; a
+NaN or infinity in predict()'s answer is sent as ``null`` (as JavaScript's JSON.stringify does),
+so every answer is strict JSON, and the log names where each one was.
+
 Exit codes: 3 when the bundle cannot be loaded (the traceback is on stderr).
 """
 
@@ -53,6 +57,10 @@ def log(message: str) -> None:
 
 class BundleError(Exception):
     """The bundle is not loadable; the message says what to fix."""
+
+
+class AnswerTooDeep(Exception):
+    """predict()'s answer nests too deeply to be turned into JSON."""
 
 
 # Loading ----------------------------------------------------------------------
@@ -96,16 +104,56 @@ def _truss_kwargs(bundle: str, cls: Any) -> dict[str, Any]:
 
 
 def _to_jsonable(value: Any) -> Any:
-    """numpy arrays and scalars, torch tensors -> plain lists and numbers."""
+    """numpy arrays and scalars, torch tensors -> plain lists and numbers. Raises AnswerTooDeep."""
+    try:
+        return _plain(value)
+    except RecursionError:
+        raise AnswerTooDeep from None
+
+
+def _plain(value: Any) -> Any:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().numpy()
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
+        return [_plain(v) for v in value]
     return value
+
+
+def _non_finite(value: Any, path: str = "$") -> list[str]:
+    """Where a value holds NaN or an infinity, as JSON paths (``$.predictions[3]``)."""
+    if isinstance(value, float):
+        return [] if value == value and value not in (float("inf"), float("-inf")) else [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
+def _finite(value: Any) -> Any:
+    """The value with every NaN and infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode_answer(result: Any) -> bytes:
+    """predict()'s answer as strict JSON. Raises TypeError (not JSON), RecursionError (nested too deeply)."""
+    try:
+        return json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:  # only raised for NaN and infinities
+        paths = _non_finite(result)
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        log(f"predict() returned NaN or infinity at {shown}; sent as null")
+        return json.dumps(_finite(result), separators=(",", ":"), allow_nan=False).encode()
 
 
 def _inputs(body: Any) -> Any:
@@ -258,27 +306,34 @@ class Server:
             payload = json.loads(body or b"null")
         except ValueError as exc:
             return 400, {"detail": f"the request body is not valid JSON: {exc}"}, keep_alive
+        except RecursionError:
+            return 400, {"detail": "the request body nests arrays and objects too deeply: keep it under "
+                                   f"{sys.getrecursionlimit() - 100} levels"}, keep_alive
         return (*await self._predict(payload), keep_alive)
 
     async def _predict(self, payload: Any) -> tuple[int, Any]:
+        """(status, answer): the answer is already-encoded JSON bytes on success, else a dict."""
         assert self.predictor is not None
         try:
             result = await asyncio.get_running_loop().run_in_executor(self.pool, self.predictor, payload)
+        except AnswerTooDeep:
+            return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
         except INPUT_ERRORS as exc:
             traceback.print_exc()
             return 422, {"detail": f"predict() rejected the input: {type(exc).__name__}: {exc}"}
         except Exception as exc:  # noqa: BLE001 - the user's code failed; report it, keep serving
-            traceback.print_exc()
+            traceback.print_exc(limit=-20 if isinstance(exc, RecursionError) else None)  # not 1,000 frames
             return 500, {"detail": f"predict() raised {type(exc).__name__}: {exc}"}
         try:
-            json.dumps(result)
+            return 200, encode_answer(result)
         except (TypeError, ValueError) as exc:
             return 500, {"detail": f"predict() returned a value that is not JSON: {exc}"}
-        return 200, result
+        except RecursionError:
+            return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
 
     @staticmethod
     def _write(writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"

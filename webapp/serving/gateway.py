@@ -166,7 +166,7 @@ class Gateway:
             listener.add_done_callback(self.tasks.discard)
         principal = await _authenticate(headers.get("authorization", ""))
         context.update(workspace_id=principal.workspace_id, api_key_id=principal.api_key_id)
-        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":  # any case
             raise GatewayError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
         body = await self._read_body(receive, headers)
         context["request_bytes"] = len(body)
