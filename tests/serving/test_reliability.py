@@ -177,3 +177,32 @@ def test_it_answers_502_only_when_no_replica_can_take_the_call(alice, acme, serv
     assert status in (502, 503), detail
     if status == 502:
         assert "No replica of this version could take the call (2 tried" in detail
+
+
+HUNGRY = """
+    class Model:
+        def predict(self, body):
+            if body.get("eat_mib"):
+                hoard = [bytearray(1 << 20) for _ in range(body["eat_mib"])]
+                return {"ate": len(hoard)}
+            return {"ok": True}
+"""
+
+
+def test_a_model_killed_for_memory_names_its_memory_limit_to_the_caller(alice, acme, serving):
+    deployer = bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+    manifest = {"flavor": "custom", "entrypoint": "model.py:Model", "resources": {"memory_mib": 128}}
+    assert upload(deployer, "greeter", bundle_bytes(manifest, {"model.py": HUNGRY})).status_code == 201
+    key = key_for(alice, acme, ["invoke"])
+
+    async def call(body):
+        async with gateway() as client:
+            return await client.post("/v1/models/greeter/predict", json=body,
+                                     headers={"authorization": f"Bearer {key}"})
+
+    assert asyncio.run(call({})).status_code == 200
+    answer = asyncio.run(call({"eat_mib": 1024}))
+    assert answer.status_code == 502
+    detail = answer.json()["detail"]
+    assert "memory limit: the sandbox used more than its 128 MiB of memory and was killed" in detail, detail
+    assert "unix:" not in detail and "/sock/" not in detail

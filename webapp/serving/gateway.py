@@ -8,8 +8,9 @@ to Django. Errors are JSON with a ``detail`` that says what to do:
 
 - 401 bad key; 403 key without the ``invoke`` scope; 404 unknown model/alias/version
 - 405 not POST; 413 body too large; 415 not JSON (nothing is ever unpickled)
-- 502 the replica dropped the call (it is being restarted), or no replica of the version could take
-  it; 503 + Retry-After while no replica is ready; 504 the model took longer than the timeout
+- 502 the replica dropped the call (it is being restarted; when it died of a limit, such as its
+  memory, the answer names the limit), or no replica of the version could take it; 503 + Retry-After
+  while no replica is ready; 504 the model took longer than the timeout
 
 Failover: a call whose connection a replica refuses or resets before anything was sent (its accept
 queue is full, or it just died) is handed to the next ready replica of the same version; such a
@@ -47,6 +48,8 @@ PATH = re.compile(
 )
 
 
+# How long a dropped call waits for the executor to say which limit, if any, the replica hit.
+EXPLAIN_S = 0.8
 # How long a replica that refused a connection is tried after the others (about one route refresh).
 DOWN_S = 1.0
 
@@ -186,8 +189,19 @@ class Gateway:
             raise GatewayError(503, f"No replica of '{route.model_name}' is ready yet; retry shortly.",
                                {"retry-after": "5"})
         context.update(version_id=target.version_id, version_number=target.number)
-        status, answer = await self._hand_off(target.candidates(), body, context)
+        status, answer = await self._hand_off(target, body, context)
         return status, answer, {"x-podium-model-version": str(target.number)}
+
+    async def _limit_hit(self, sandbox: dict[str, Any] | None) -> str | None:
+        """The limit the replica that dropped a call hit, once the executor has seen it end
+        (usually milliseconds), or None after ``EXPLAIN_S``."""
+        deadline = time.monotonic() + EXPLAIN_S
+        while sandbox:
+            ended, limit = await sync_to_async(routing.replica_ended, thread_sensitive=False)(sandbox)
+            if ended or time.monotonic() > deadline:
+                return limit
+            await asyncio.sleep(0.05)
+        return None
 
     def _refresh_in_background(self, route_args: tuple[int, str, str | None, int | None]) -> None:
         """Refresh a stale route once (single flight) without making any call wait for it."""
@@ -223,15 +237,16 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _hand_off(self, addresses: list[str], body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+    async def _hand_off(self, target: routing.Target, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
         """Send the call to the first replica that takes it; replicas that refused lately go last."""
+        addresses = target.candidates()
         now = time.monotonic()
         for address in [a for a, until in self.down.items() if until < now]:
             del self.down[address]
         ordered = sorted(addresses, key=lambda a: self.down.get(a, 0.0) > now)  # stable: round robin kept
         for address in ordered:
             try:
-                return await self._forward(address, body, context)
+                return await self._forward(address, body, context, target.sandbox)
             except UpstreamUnreachable as exc:
                 context["error"] = str(exc)
                 self.down[address] = time.monotonic() + DOWN_S
@@ -240,7 +255,9 @@ class Gateway:
         raise GatewayError(502, f"No replica of this version could take the call ({len(addresses)} tried; "
                                 "they are being restarted). Retry shortly.", {"retry-after": "1"})
 
-    async def _forward(self, address: str, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+    async def _forward(
+        self, address: str, body: bytes, context: dict[str, Any], sandbox: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
         timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
             status, answer = await self.upstream.post(address, "/predict", body, timeout)
@@ -252,6 +269,12 @@ class Gateway:
         except UpstreamError as exc:
             context["error"] = str(exc)
             self.upstream.forget(address)
+            limit = await self._limit_hit(sandbox)
+            if limit:
+                context["error"] = limit
+                raise GatewayError(502, f"The model server died during the call ({limit}); it is being "
+                                        "restarted. Retry shortly, or deploy the version with more of it.",
+                                   {"retry-after": "1"}) from None
             raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
                                {"retry-after": "1"}) from None
         if status >= 400:
