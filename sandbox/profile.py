@@ -120,6 +120,8 @@ def mounts(plan: ReplicaPlan) -> list[list[str]]:
 
 
 def environment(plan: ReplicaPlan) -> dict[str, str]:
+    # Nothing host-specific: no host paths but the environment (mounted at its own path) and no
+    # supervisor ids; a sandbox knows its workspace, purpose and replica index, and no more.
     spec = plan.spec
     path = "/usr/local/bin:/usr/bin:/bin"
     env = {
@@ -129,7 +131,6 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PODIUM_SANDBOX_ID": plan.sandbox_id,
         "PODIUM_REPLICA": str(plan.index),
         "PODIUM_WORKSPACE": spec.workspace,
         "PODIUM_PURPOSE": spec.purpose,

@@ -386,6 +386,16 @@ def test_ptrace_of_its_own_init_is_denied_and_the_replica_keeps_serving(local_ex
         local_executor.stop(handle, grace_s=0.5)
 
 
+def test_its_environment_names_no_host_path_or_supervisor_id(
+    local_executor: LocalExecutor, sandbox_config: SandboxConfig
+) -> None:
+    status, out = run(local_executor, "import os; print(sorted(os.environ.items()))")
+    assert status.state == State.EXITED, status
+    assert str(sandbox_config.root) not in out and str(sandbox_config.var_dir) not in out, out
+    assert status.id not in out and "PODIUM_SANDBOX_ID" not in out, out
+    assert "'PODIUM_LISTEN', 'unix:/run/podium/server.sock'" in out
+
+
 def _uid(proc: Path) -> int | None:
     try:
         return proc.stat().st_uid

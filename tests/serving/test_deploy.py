@@ -254,7 +254,10 @@ def test_demoting_a_keys_owner_narrows_it_at_once(deployer, alice, acme, member_
     demoted = bearer(key_for(alice, acme, ["admin"])).patch(
         "/api/v1/workspaces/acme/members/dana", {"role": "viewer"}, format="json")
     assert demoted.status_code == 200
-    assert asyncio.run(predict(secret, "/v1/models/greeter/predict", {})).status_code == 403
+    refused = asyncio.run(predict(secret, "/v1/models/greeter/predict", {}))
+    assert refused.status_code == 403
+    # The key has the invoke scope: what it lacks is its owner's role.
+    assert refused.json()["detail"] == "Your role (viewer) does not allow this: call model endpoints."
 
 
 def test_another_process_hears_a_revocation_over_redis(deployer, alice, acme):

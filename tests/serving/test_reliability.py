@@ -15,8 +15,9 @@ import psutil
 import pytest
 
 from tests.conftest import SUPERVISOR, bearer, key_for
-from tests.serving.conftest import bundle_bytes, custom_bundle, gateway
+from tests.serving.conftest import bundle_bytes, custom_bundle, flush_calls, gateway
 from tests.serving.test_deploy import ECHO, upload
+from webapp.serving.models import Invocation
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -177,6 +178,10 @@ def test_it_answers_502_only_when_no_replica_can_take_the_call(alice, acme, serv
     assert status in (502, 503), detail
     if status == 502:
         assert "No replica of this version could take the call (2 tried" in detail
+    # The call records a tenant reads name no host socket path.
+    flush_calls()
+    errors = list(Invocation.objects.exclude(error="").values_list("error", flat=True))
+    assert errors and not [e for e in errors if "unix:" in e or "/sock" in e or str(serving) in e], errors
 
 
 HUNGRY = """

@@ -85,7 +85,8 @@ async def _authenticate(header: str) -> key_cache.Principal:
         except AuthenticationFailed as exc:
             raise GatewayError(401, str(exc.detail)) from None
     if "models.invoke" not in principal.perms:
-        raise GatewayError(403, "This API key cannot call models: use a key with the 'invoke' scope.")
+        raise GatewayError(403, principal.cannot_invoke
+                           or "This API key cannot call models: use a key with the 'invoke' scope.")
     return principal
 
 

@@ -12,18 +12,30 @@ a pool of open connections per replica address (``unix:/path`` or
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 MAX_IDLE = 64
+log = logging.getLogger("podium.gateway")
 
 
 class UpstreamError(Exception):
-    """The replica could not be reached or dropped the connection."""
+    """The replica could not be reached or dropped the connection. The message goes into the call's
+    record, which the tenant sees: it never names the replica's address (a host path); the log does."""
 
 
 class UpstreamUnreachable(UpstreamError):
     """The call never reached the replica: its socket refused, reset or did not accept the connection
     (accept queue full, or the replica just died). Nothing was sent, so the call may go to another replica."""
+
+
+def _why(exc: BaseException) -> str:
+    """An error in words, without the file names an OSError may carry."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the connection closed before the answer was complete"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
 
 
 @dataclass
@@ -52,7 +64,8 @@ class Upstream:
                 opening = asyncio.open_connection(host, int(port))
             return await asyncio.wait_for(opening, self.connect_timeout)
         except (TimeoutError, OSError) as exc:
-            raise UpstreamUnreachable(f"cannot connect to {address}: {exc!r}") from None
+            log.warning("cannot connect to %s: %r", address, exc)
+            raise UpstreamUnreachable(f"a replica refused the connection ({_why(exc)})") from None
 
     async def post(self, address: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """POST a JSON body; returns (status, body). Raises UpstreamUnreachable when nothing was sent,
@@ -75,7 +88,8 @@ class Upstream:
             if reused:
                 # An idle connection the server closed meanwhile: retry once on a fresh one.
                 return await self.post(address, path, body, timeout)
-            raise UpstreamError(f"{address} dropped the call: {exc!r}") from None
+            log.warning("%s dropped the call: %r", address, exc)
+            raise UpstreamError(f"the replica dropped the call ({_why(exc)})") from None
         if keep and len(pool.idle) < MAX_IDLE:
             pool.idle.append((reader, writer))
         else:
