@@ -259,3 +259,39 @@ def test_nan_and_infinity_go_out_as_null_in_strict_json(tmp_path, serve):
     assert too_deep.json()["detail"] == "predict() returned a value nested too deeply to send as JSON"
     assert server.client.post("/predict", json={}).status_code == 200
     assert "NaN or infinity at $.predictions[1], $.predictions[2], $.score; sent as null" in server.stop()
+
+
+SLEEPER = """
+    import time
+
+    class Model:
+        def predict(self, body):
+            time.sleep(body.get("sleep", 0))
+            return {"slept": body.get("sleep", 0)}
+"""
+
+
+def test_a_hung_predict_gets_a_504_and_the_server_recycles_itself(tmp_path, serve):
+    import concurrent.futures
+
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": SLEEPER})
+    server = serve(bundle, "--predict-timeout", "1")
+    server.wait_ready()
+    assert server.client.post("/predict", json={"sleep": 0.1}).json() == {"slept": 0.1}
+
+    def call(body):
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(server.sock)), base_url="http://model") as client:
+            return client.post("/predict", json=body, timeout=10)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        hung = pool.submit(call, {"sleep": 3600})
+        time.sleep(0.3)
+        waiting = pool.submit(call, {"sleep": 0})  # queued behind the hung one (concurrency 1)
+        hung, waiting = hung.result(), waiting.result()
+    assert hung.status_code == 504
+    assert hung.json()["detail"] == "predict() did not return within 1 s; the replica is being restarted"
+    assert waiting.status_code == 503 and waiting.headers["x-podium-not-run"] == "1"
+    assert "did not run the call" in waiting.json()["detail"]
+    assert server.proc.wait(5) == 4
+    assert "predict() did not return within 1 s; restarting this replica" in server.stop()

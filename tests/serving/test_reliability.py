@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
+from sandbox import SandboxHandle, get_executor
 from tests.conftest import SUPERVISOR, bearer, key_for
 from tests.serving.conftest import bundle_bytes, custom_bundle, flush_calls, gateway
 from tests.serving.test_deploy import ECHO, upload
-from webapp.serving.models import Invocation
+from webapp.serving.models import Invocation, ModelVersion
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -211,3 +212,55 @@ def test_a_model_killed_for_memory_names_its_memory_limit_to_the_caller(alice, a
     detail = answer.json()["detail"]
     assert "memory limit: the sandbox used more than its 128 MiB of memory and was killed" in detail, detail
     assert "unix:" not in detail and "/sock/" not in detail
+
+
+SLEEPER = """
+    import time
+
+    class Model:
+        def predict(self, body):
+            time.sleep(body.get("sleep", 0))
+            return {"greeting": "awake"}
+"""
+
+
+def test_a_hung_predict_is_cut_off_and_the_calls_behind_it_go_elsewhere(alice, acme, serving, settings):
+    settings.PODIUM_PREDICT_TIMEOUT_S = 2
+    deployer = bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+    manifest = {"flavor": "custom", "entrypoint": "model.py:Model", "replicas": 2}
+    assert upload(deployer, "greeter", bundle_bytes(manifest, {"model.py": SLEEPER})).status_code == 201
+    key = key_for(alice, acme, ["invoke"])
+    assert {status for status, _ in asyncio.run(burst(key, 8))} == {200}
+
+    async def calls():
+        async with gateway() as client:
+            async def call(body):
+                started = time.monotonic()
+                response = await client.post("/v1/models/greeter/predict", json=body,
+                                             headers={"authorization": f"Bearer {key}"})
+                return response.status_code, response.json(), time.monotonic() - started
+
+            hung = asyncio.ensure_future(call({"sleep": 3600}))
+            await asyncio.sleep(0.3)
+            behind = [asyncio.ensure_future(call({})) for _ in range(6)]  # some queue behind the hung call
+            return await hung, await asyncio.gather(*behind)
+
+    (status, answer, took), behind = asyncio.run(calls())
+    assert status == 504, answer
+    assert answer["detail"] == "predict() did not return within 2 s; the replica is being restarted"
+    assert took < 2 + 1.5
+    assert [s for s, _, _ in behind] == [200] * 6, behind
+    # The recycled replica comes back and serves again.
+    version = ModelVersion.objects.get(model__name="greeter", number=1)
+    deadline = time.monotonic() + 20
+    while get_executor().poll(SandboxHandle.model_validate(version.sandbox)).restarts < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    logs = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/1/logs?tail=200").json()["lines"]
+    assert any("predict() did not return within 2 s; restarting this replica" in line["text"] for line in logs)
+    deadline = time.monotonic() + 20
+    while len(get_executor().addresses(SandboxHandle.model_validate(version.sandbox))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.1)  # the route refreshes
+    assert {status for status, _ in asyncio.run(burst(key, 16))} == {200}

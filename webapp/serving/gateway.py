@@ -13,8 +13,10 @@ to Django. Errors are JSON with a ``detail`` that says what to do:
   while no replica is ready; 504 the model took longer than the timeout
 
 Failover: a call whose connection a replica refuses or resets before anything was sent (its accept
-queue is full, or it just died) is handed to the next ready replica of the same version; such a
-replica is tried last for ``DOWN_S`` seconds. A call that reached a replica is never sent twice.
+queue is full, or it just died), or that a model server being recycled turned away without running
+it (``X-Podium-Not-Run``: it was waiting behind a predict() that hung), is handed to the next ready
+replica of the same version; such a replica is tried last for ``DOWN_S`` seconds. A call that a
+replica ran is never sent twice.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ PATH = re.compile(
 )
 
 
+# The gateway waits this much longer than the predict timeout, so that the model server's own 504
+# (which names the hung predict() and recycles the replica) is what the caller gets.
+TIMEOUT_GRACE_S = 2.0
 # How long a dropped call waits for the executor to say which limit, if any, the replica hit.
 EXPLAIN_S = 0.8
 # How long a replica that refused a connection is tried after the others (about one route refresh).
@@ -254,14 +259,15 @@ class Gateway:
                 FAILOVERS.inc()
                 self.upstream.forget(address)
         raise GatewayError(502, f"No replica of this version could take the call ({len(addresses)} tried; "
-                                "they are being restarted). Retry shortly.", {"retry-after": "1"})
+                                f"the last: {context.get('error', 'none ready')}). They are being restarted; "
+                                "retry shortly.", {"retry-after": "1"})
 
     async def _forward(
         self, address: str, body: bytes, context: dict[str, Any], sandbox: dict[str, Any] | None = None
     ) -> tuple[int, bytes]:
         timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
-            status, answer = await self.upstream.post(address, "/predict", body, timeout)
+            status, answer = await self.upstream.post(address, "/predict", body, timeout + TIMEOUT_GRACE_S)
         except TimeoutError:
             context["error"] = "timeout"
             raise GatewayError(504, f"The model did not answer within {timeout} s.") from None

@@ -79,7 +79,7 @@ class Upstream:
         ).encode() + body
         try:
             writer.write(request)
-            status, answer, keep = await asyncio.wait_for(self._read_response(reader), timeout)
+            status, answer, keep, not_run = await asyncio.wait_for(self._read_response(reader), timeout)
         except TimeoutError:
             writer.close()
             raise
@@ -90,6 +90,10 @@ class Upstream:
                 return await self.post(address, path, body, timeout)
             log.warning("%s dropped the call: %r", address, exc)
             raise UpstreamError(f"the replica dropped the call ({_why(exc)})") from None
+        if not_run:  # the replica is being recycled and never ran the call: it may go elsewhere
+            writer.close()
+            raise UpstreamUnreachable("a replica that is being restarted (a predict() call did not return in time) "
+                                      "turned the call away without running it")
         if keep and len(pool.idle) < MAX_IDLE:
             pool.idle.append((reader, writer))
         else:
@@ -97,12 +101,13 @@ class Upstream:
         return status, answer
 
     @staticmethod
-    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool, bool]:
+        """(status, body, keep-alive, not run): the last is the model server's ``X-Podium-Not-Run``."""
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         length = 0
-        keep = True
+        keep, not_run = True, False
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.strip().lower()
@@ -110,7 +115,9 @@ class Upstream:
                 length = int(value)
             elif name == "connection" and value.strip().lower() == "close":
                 keep = False
-        return status, await reader.readexactly(length), keep
+            elif name == "x-podium-not-run":
+                not_run = True
+        return status, await reader.readexactly(length), keep, not_run
 
     def forget(self, address: str) -> None:
         """Drop idle connections to a replica that failed (it is being restarted)."""
