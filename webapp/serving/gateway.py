@@ -62,7 +62,7 @@ PREDICTIONS = prometheus_client.Counter(
     "podium_predictions", "Calls through the gateway", ["workspace", "model", "version", "status"]
 )
 FAILOVERS = prometheus_client.Counter(
-    "podium_gateway_failovers", "Calls handed to another replica because one refused the connection"
+    "podium_gateway_failovers", "Calls handed to another replica because one could not take them"
 )
 LATENCY = prometheus_client.Histogram(
     "podium_prediction_latency_seconds", "Gateway latency of a call, from request to answer",
@@ -280,7 +280,7 @@ class Gateway:
             if limit:
                 context["error"] = limit
                 raise GatewayError(502, f"The model server died during the call ({limit}); it is being "
-                                        "restarted. Retry shortly, or deploy the version with more of it.",
+                                        "restarted. Retry shortly, or deploy the version with a higher limit.",
                                    {"retry-after": "1"}) from None
             raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
                                {"retry-after": "1"}) from None
