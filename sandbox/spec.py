@@ -189,6 +189,7 @@ class ReplicaStatus(_Model):
     reason: str | None = None
     limit: LimitName | None = None
     restarts: int = 0
+    last_exit: str | None = Field(default=None, description="why it last ended (kept once it is restarted)")
     address: str | None = None
 
 

@@ -252,6 +252,7 @@ class Replica:
     limit: LimitName | None = None
     restarts: int = 0
     crashes: int = 0  # since the last reset_after_s of healthy running
+    last_exit: str | None = None  # why it last ended, kept after it is restarted
     uid: int | None = None
     gpus: list[int] = field(default_factory=list)
     run_dir: Path | None = None
@@ -272,6 +273,7 @@ class Replica:
             "reason": self.reason,
             "limit": self.limit,
             "restarts": self.restarts,
+            "last_exit": self.last_exit,
             "gpus": self.gpus,
         }
 
@@ -284,6 +286,7 @@ class Replica:
             reason=data.get("reason"),
             limit=data.get("limit"),
             restarts=data.get("restarts", 0),
+            last_exit=data.get("last_exit"),
             gpus=list(data.get("gpus", [])),
         )
 
@@ -333,6 +336,7 @@ class Sandbox:
                     reason=r.reason,
                     limit=r.limit,
                     restarts=r.restarts,
+                    last_exit=r.last_exit,
                     address=self.address(r),
                 )
                 for r in self.replicas
@@ -843,6 +847,8 @@ class Supervisor:
         killed_for = replica.killed_for
         self._cleanup(replica)
         replica.exit_code, replica.reason, replica.limit = rc, reason, limit
+        if killed_for not in ("stop", "shutdown"):
+            replica.last_exit = reason or f"exited with code {rc}"
         if reason:
             self._log(sandbox, replica.index, "system", reason)
         if killed_for == "shutdown":

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from sandbox import SandboxHandle, get_executor
-from tests.conftest import SUPERVISOR, bearer, key_for
+from sandbox import SandboxHandle, State, get_executor
+from tests.conftest import SUPERVISOR, bearer, client_for, key_for
 from tests.serving.conftest import bundle_bytes, custom_bundle, flush_calls, gateway
 from tests.serving.test_deploy import ECHO, upload
 from webapp.serving.models import Invocation, ModelVersion
@@ -212,6 +212,18 @@ def test_a_model_killed_for_memory_names_its_memory_limit_to_the_caller(alice, a
     detail = answer.json()["detail"]
     assert "memory limit: the sandbox used more than its 128 MiB of memory and was killed" in detail, detail
     assert "unix:" not in detail and "/sock/" not in detail
+    # The version's page says so too, once the replica is back.
+    version = ModelVersion.objects.get(model__name="greeter", number=1)
+    deadline = time.monotonic() + 20
+    while get_executor().poll(SandboxHandle.model_validate(version.sandbox)).replicas[0].state != State.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page = client_for(alice).get("/w/acme/models/greeter/versions/1")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'data-testid="replica-restarts"' in text
+    assert ("Replica 0, 1 restart; the last time: memory limit: the sandbox used more than its 128 MiB of memory "
+            "and was killed") in text, text[text.find("replica-restarts"):][:600]
 
 
 SLEEPER = """

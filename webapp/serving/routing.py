@@ -164,3 +164,15 @@ def replica_ended(sandbox: dict[str, Any] | None) -> tuple[bool, str | None]:
         return False, None
     down = [r for r in status.replicas if r.state != State.RUNNING and r.reason]
     return bool(down), next((r.reason for r in down if r.limit), None)
+
+
+def replica_restarts(sandbox: dict[str, Any] | None) -> list[tuple[int, int, str]]:
+    """(replica index, restarts, why it last ended) for each replica that has been restarted, for the
+    version's page: a memory limit, a failed health check... in the executor's own words."""
+    if not sandbox:
+        return []
+    try:
+        status = get_executor().poll(SandboxHandle.model_validate(sandbox))
+    except SandboxError:
+        return []
+    return [(r.index, r.restarts, r.last_exit) for r in status.replicas if r.restarts and r.last_exit]
