@@ -21,8 +21,8 @@ TEST_VAR_DIR ?= $(CURDIR)/var/test
 TEST_PG_PORT ?= 54339
 TEST_REDIS_PORT ?= 63809
 
-# bubblewrap: the local executor's sandboxes. chromium: browser tests (Playwright drives Debian's Chromium).
-DEB_PACKAGES := bubblewrap chromium curl
+# bubblewrap + libseccomp2 (its seccomp filter, through pyseccomp): the local executor's sandboxes. chromium: browser tests (Playwright drives Debian's Chromium).
+DEB_PACKAGES := bubblewrap libseccomp2 chromium curl
 # Debian's python3 cannot make a venv without python3-venv (no ensurepip).
 ifneq ($(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),ok)
 DEB_PACKAGES += python3-venv

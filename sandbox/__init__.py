@@ -23,6 +23,7 @@ from sandbox.errors import (
 )
 from sandbox.spec import (
     GpuConstraints,
+    HealthCheck,
     Limits,
     LogLine,
     Network,
@@ -51,6 +52,7 @@ __all__ = [
     "Network",
     "ResourceUnavailable",
     "Resources",
+    "HealthCheck",
     "RestartPolicy",
     "SandboxError",
     "SandboxHandle",

@@ -1,5 +1,6 @@
 """The bubblewrap profile of a local sandbox replica, read top to bottom:
-identity, namespaces, mounts (one per line), environment, command.
+identity, namespaces, the seccomp filter (``sandbox.seccomp``: no ptrace), mounts
+(one per line), environment, command.
 
 Only ``scratch`` (``/scratch`` and ``/tmp``, one size-limited tmpfs owned by the
 replica's uid) and the socket directory (``/run/podium``) are writable. The
@@ -128,6 +129,8 @@ def mounts(plan: ReplicaPlan) -> list[list[str]]:
 
 
 def environment(plan: ReplicaPlan) -> dict[str, str]:
+    # Nothing host-specific: no host paths but the environment (mounted at its own path) and no
+    # supervisor ids; a sandbox knows its workspace, purpose and replica index, and no more.
     spec = plan.spec
     path = "/usr/local/bin:/usr/bin:/bin"
     env = {
@@ -137,7 +140,6 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PODIUM_SANDBOX_ID": plan.sandbox_id,
         "PODIUM_REPLICA": str(plan.index),
         "PODIUM_WORKSPACE": spec.workspace,
         "PODIUM_PURPOSE": spec.purpose,
@@ -162,9 +164,12 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
     return {**spec.env, **env}
 
 
-def argv(plan: ReplicaPlan, *, bwrap: str, setpriv: str) -> list[str]:
-    """The full command line: setpriv, bwrap with the profile, then the user's command."""
+def argv(plan: ReplicaPlan, *, bwrap: str, setpriv: str, seccomp_fd: int | None = None) -> list[str]:
+    """The full command line: setpriv, bwrap with the profile, then the user's command.
+    ``seccomp_fd``: an inherited file descriptor holding ``sandbox.seccomp``'s filter."""
     args = identity(plan, setpriv) + [bwrap] + namespaces()
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]  # no ptrace of the sandbox's own processes
     for line in mounts(plan):
         args += line
     args.append("--clearenv")

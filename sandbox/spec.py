@@ -95,6 +95,20 @@ class RestartPolicy(_Model):
     reset_after_s: float = Field(default=60.0, ge=1)
 
 
+class HealthCheck(_Model):
+    """How a ``server`` replica is probed while it runs: ``GET path`` on its socket every
+    ``interval_s``; after ``failures`` probes in a row without a 200 within ``timeout_s``
+    (it is stopped, deadlocked, or its socket is gone, whatever the reason) the replica is
+    killed and restarted by its restart policy. Misses do not count until the replica has
+    answered once or ``start_s`` have passed (an interpreter still starting)."""
+
+    path: str = Field(default="/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    interval_s: float = Field(default=10.0, gt=0, le=3600)  # as the Nomad job's check
+    timeout_s: float = Field(default=2.0, gt=0, le=600)
+    failures: int = Field(default=3, ge=1, le=100)
+    start_s: float = Field(default=60.0, ge=0, le=3600)
+
+
 class SandboxSpec(_Model):
     """Everything an executor needs to run one sandbox. Paths are host paths."""
 
@@ -111,6 +125,7 @@ class SandboxSpec(_Model):
     limits: Limits = Limits()
     network: Network = Network.NONE
     restart: RestartPolicy = RestartPolicy()
+    health: HealthCheck = HealthCheck()  # servers only
     output_dir: Path | None = Field(
         default=None, description="build only: mounted writable at the same path; sealed read-only on success"
     )
@@ -207,6 +222,7 @@ class ReplicaStatus(_Model):
     reason: str | None = None
     limit: LimitName | None = None
     restarts: int = 0
+    last_exit: str | None = Field(default=None, description="why it last ended (kept once it is restarted)")
     address: str | None = None
 
 

@@ -11,7 +11,9 @@ of each sandbox:
 4. forks; the child joins the cgroup, sets rlimits, and execs
    ``setpriv`` -> ``bwrap`` (see ``sandbox.profile``) -> the user's command,
 5. timestamps stdout/stderr into ``logs/<id>.jsonl``,
-6. when it ends: names the limit it hit, kills what is left in the cgroup,
+6. probes a server replica's ``GET /healthz`` on its socket (``SandboxSpec.health``) and kills
+   one that stops answering, whatever the reason, so that it is restarted like a crash,
+7. when it ends: names the limit it hit, kills what is left in the cgroup,
    unmounts the scratch (wiping it), frees the uid, and restarts a crashed
    server with exponential backoff.
 
@@ -52,7 +54,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from sandbox import gpus as gpu_devices
-from sandbox import profile
+from sandbox import profile, seccomp
 from sandbox.cgroups import Cgroups, CgroupStats
 from sandbox.config import SandboxConfig
 from sandbox.errors import (
@@ -65,7 +67,7 @@ from sandbox.errors import (
 from sandbox.index_proxy import IndexProxy, allowed_hosts
 from sandbox.paths import unreachable_reason
 from sandbox.protocol import MAX_LINE, encode
-from sandbox.spec import LimitName, ReplicaStatus, SandboxSpec, SandboxStatus, State
+from sandbox.spec import HealthCheck, LimitName, ReplicaStatus, SandboxSpec, SandboxStatus, State
 
 log = logging.getLogger("podium.sandbox.supervisor")
 
@@ -300,12 +302,14 @@ class Replica:
     limit: LimitName | None = None
     restarts: int = 0
     crashes: int = 0  # since the last reset_after_s of healthy running
+    last_exit: str | None = None  # why it last ended, kept after it is restarted
     uid: int | None = None
     gpus: list[int] = field(default_factory=list)
     run_dir: Path | None = None
     # runtime only
     proc: asyncio.subprocess.Process | None = None
     waiter: asyncio.Task[None] | None = None
+    prober: asyncio.Task[None] | None = None
     pending: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     killed_for: str | None = None
@@ -321,6 +325,7 @@ class Replica:
             "reason": self.reason,
             "limit": self.limit,
             "restarts": self.restarts,
+            "last_exit": self.last_exit,
             "gpus": self.gpus,
         }
 
@@ -333,6 +338,7 @@ class Replica:
             reason=data.get("reason"),
             limit=data.get("limit"),
             restarts=data.get("restarts", 0),
+            last_exit=data.get("last_exit"),
             gpus=list(data.get("gpus", [])),
         )
 
@@ -382,6 +388,7 @@ class Sandbox:
                     reason=r.reason,
                     limit=r.limit,
                     restarts=r.restarts,
+                    last_exit=r.last_exit,
                     address=self.address(r),
                 )
                 for r in self.replicas
@@ -438,6 +445,14 @@ def explain_exit(
             (f"memory limit: the sandbox used more than its {spec.resources.memory_mib} MiB of memory and was killed"),
             "memory",
         )
+    if killed_for == "health":
+        check = spec.health
+        return (
+            State.FAILED,
+            (f"health check: the server did not answer GET {check.path} within {check.timeout_s:g} s, "
+             f"{check.failures} times in a row, and was killed"),
+            None,
+        )
     if stats.pids_max_hits and rc != 0:
         return (
             State.FAILED,
@@ -464,6 +479,31 @@ def explain_exit(
             name = f"signal {sig}"
         return State.FAILED, f"killed by {name}", None
     return State.FAILED, f"exited with code {rc}", None
+
+
+async def _probe(path: Path, uid: int | None, check: HealthCheck) -> bool:
+    """One health check: ``GET check.path`` over the replica's socket answers 200 in time.
+
+    The socket directory is the sandbox's own, so only a socket its uid created is
+    connected to: connect() follows symlinks, and this runs as root."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
+        return False
+    try:
+        async with asyncio.timeout(check.timeout_s):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                writer.write(f"GET {check.path} HTTP/1.1\r\nHost: sandbox\r\nConnection: close\r\n\r\n".encode())
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+    parts = status_line.split(b" ", 2)
+    return len(parts) >= 2 and parts[1] == b"200"
 
 
 # -- the supervisor -----------------------------------------------------------
@@ -736,17 +776,22 @@ class Supervisor:
                 cpu=spec.resources.cpu,
             )
             sandbox.warnings = sorted(set(sandbox.warnings) | set(warnings))
-            args = profile.argv(plan, bwrap=self.config.bwrap, setpriv=self.config.setpriv)
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=lambda: _enter_sandbox_cgroup(procs, self._rlimits(spec)),
-            )
+            filter_fd = seccomp.open_program()
+            try:
+                args = profile.argv(plan, bwrap=self.config.bwrap, setpriv=self.config.setpriv, seccomp_fd=filter_fd)
+                proc = await asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                    close_fds=True,
+                    pass_fds=(filter_fd,),
+                    start_new_session=True,
+                    preexec_fn=lambda: _enter_sandbox_cgroup(procs, self._rlimits(spec)),
+                )
+            finally:
+                os.close(filter_fd)
         except (OSError, SandboxError) as exc:
             self._cleanup(replica)
             replica.state, replica.reason = State.FAILED, f"could not start the sandbox: {exc}"
@@ -766,6 +811,8 @@ class Supervisor:
         replica.waiter = asyncio.create_task(self._watch(sandbox, replica, proc, pumps))
         if spec.output_dir is not None:
             replica.disk_watch = asyncio.create_task(self._watch_output(sandbox, replica, spec.output_dir))
+        if spec.purpose == "server":
+            replica.prober = asyncio.create_task(self._probe_forever(sandbox, replica, proc))
 
     async def _start_index_proxy(self, sandbox: Sandbox, replica: Replica, plan: profile.ReplicaPlan) -> None:
         if self._index_hosts is None:
@@ -787,6 +834,31 @@ class Supervisor:
                 self._log(sandbox, replica.index, "system", f"the environment grew past {limit // 2**20} MiB")
                 with contextlib.suppress(ProcessLookupError):
                     replica.proc.kill()
+                self.cgroups.signal_all(replica.run_dir.name, signal.SIGKILL)
+                return
+
+    async def _probe_forever(self, sandbox: Sandbox, replica: Replica, proc: asyncio.subprocess.Process) -> None:
+        """Kill a server replica that stops answering its health check (see ``HealthCheck``)."""
+        check = sandbox.spec.health
+        loop = asyncio.get_running_loop()
+        started, answered, misses = loop.time(), False, 0
+        while True:
+            await asyncio.sleep(check.interval_s)
+            if replica.proc is not proc or replica.run_dir is None or replica.killed_for:
+                return
+            if await _probe(replica.run_dir / "sock" / "server.sock", replica.uid, check):
+                answered, misses = True, 0
+                continue
+            if not answered and loop.time() - started < check.start_s:
+                continue
+            misses += 1
+            if misses >= check.failures:
+                replica.killed_for = "health"
+                self._log(sandbox, replica.index, "system",
+                          f"health check: no answer to GET {check.path} within {check.timeout_s:g} s, "
+                          f"{misses} times in a row; killing the replica")
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
                 self.cgroups.signal_all(replica.run_dir.name, signal.SIGKILL)
                 return
 
@@ -867,6 +939,8 @@ class Supervisor:
         if sandbox.spec.output_dir is not None and state == State.EXITED:
             await asyncio.to_thread(_seal, sandbox.spec.output_dir)
         replica.exit_code, replica.reason, replica.limit = rc, reason, limit
+        if killed_for not in ("stop", "shutdown"):
+            replica.last_exit = reason or f"exited with code {rc}"
         if reason:
             self._log(sandbox, replica.index, "system", reason)
         if killed_for == "shutdown":
@@ -914,6 +988,9 @@ class Supervisor:
         if replica.timer is not None:
             replica.timer.cancel()
             replica.timer = None
+        if replica.prober is not None and replica.prober is not asyncio.current_task():
+            replica.prober.cancel()
+        replica.prober = None
         run_dir = replica.run_dir
         if run_dir is not None:
             self.cgroups.destroy(run_dir.name)

@@ -126,6 +126,30 @@ def test_scopes_limit_what_a_key_can_do(alice, acme):
     ).status_code == 201
 
 
+def test_a_key_that_has_the_admin_scope_is_never_told_to_get_it(alice, acme, member_of):
+    member_of("dana", "developer")
+    admin = bearer(key_for(alice, acme, ["admin"]))
+    for response in (
+        admin.delete("/api/v1/workspaces/acme", {"confirm": "acme"}, format="json"),
+        admin.patch("/api/v1/workspaces/acme/members/dana", {"role": "owner"}, format="json"),
+        admin.post("/api/v1/workspaces/acme/invitations", {"role": "owner"}, format="json"),
+    ):
+        assert response.status_code == 403, response.content
+        detail = response.json()["detail"]
+        assert "'admin' scope" not in detail, detail
+        assert detail.startswith("No API key can do this: ") and "Sign in to Podium" in detail, detail
+        assert "(this key's scopes: admin)" in detail
+
+
+def test_a_key_lacking_a_scope_is_told_which_scope(alice, acme):
+    read_only = bearer(key_for(alice, acme, ["invoke"]))
+    detail = read_only.get("/api/v1/workspaces/acme/audit").json()["detail"]
+    assert detail == ("This API key's scopes (invoke) do not allow this: read the audit log. "
+                      "Use a key with the 'admin' scope.")
+    detail = read_only.get("/api/v1/workspaces/acme/models").json()["detail"]
+    assert "Use a key with the 'read' or 'deploy' scope." in detail, detail
+
+
 def test_a_key_cannot_exceed_its_creators_current_role(acme, member_of):
     dev = member_of("dana", "developer")
     secret = key_for(dev, acme, ["read", "deploy"])

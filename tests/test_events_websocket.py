@@ -80,6 +80,33 @@ async def test_a_foreign_origin_is_refused(alice, acme):
     assert not connected
 
 
+@pytest.mark.parametrize("origin", [
+    "http://127.0.0.1:9999",  # another local port: same host, so the browser sends the session cookie
+    "http://127.0.0.1",  # port 80
+    "https://127.0.0.1:8000",  # same host and port, other scheme
+    "http://localhost:8000",  # another name of this host, not Podium's URL
+    "null",
+    "http://127.0.0.1:notaport",
+])
+async def test_an_origin_on_another_scheme_host_or_port_is_refused(alice, acme, origin):
+    cookie = await session_cookie(alice.user)
+    _, connected, _ = await connect("/ws/workspaces/acme/events", cookie, origin=(b"origin", origin.encode()))
+    assert not connected
+
+
+async def test_the_page_of_the_same_origin_as_the_request_is_accepted(alice, acme):
+    cookie = await session_cookie(alice.user)
+    communicator = WebsocketCommunicator(application, "/ws/workspaces/acme/events", headers=[
+        (b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), (b"cookie", cookie)])
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    await communicator.disconnect()
+    other_port = WebsocketCommunicator(application, "/ws/workspaces/acme/events", headers=[
+        (b"origin", b"http://localhost:9999"), (b"host", b"localhost:8000"), (b"cookie", cookie)])
+    connected, _ = await other_port.connect(timeout=5)
+    assert not connected
+
+
 async def test_removed_members_stop_hearing(alice, acme, member_of):
     @sync_to_async
     def add_viewer():

@@ -1,6 +1,7 @@
 """The one ASGI application: the invocation gateway and Django for HTTP, Channels for websockets.
 
-Websockets pass origin validation (only Podium's own hosts may open them) and
+Websockets pass origin validation (only Podium's own origins, scheme, host and port, may open
+them: ``webapp.core.origins``) and
 Django's session authentication before reaching a consumer; consumers then use
 the same permission check as views and the API.
 """
@@ -16,13 +17,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from webapp.core.origins import SameOriginValidator  # noqa: E402
 from webapp.routing import websocket_urlpatterns  # noqa: E402
 from webapp.serving.gateway import Gateway  # noqa: E402
 
 application = ProtocolTypeRouter({
     # /v1/... (predictions) is served by the lean gateway; everything else by Django.
     "http": Gateway(django_asgi_app),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

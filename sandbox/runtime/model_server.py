@@ -9,10 +9,11 @@ them. HTTP/1.1 is therefore spoken by a small hand-written asyncio server;
 its only client is Podium's gateway, which sends ``Content-Length`` bodies over
 keep-alive connections, so the subset it implements is the whole contract.
 
-Usage: ``python model_server.py [BUNDLE_DIR] [--concurrency N] [--max-body BYTES]``
+Usage: ``python model_server.py [BUNDLE_DIR] [--concurrency N] [--max-body BYTES] [--predict-timeout S]``
   BUNDLE_DIR          the bundle directory (default: $PODIUM_BUNDLE, else the current directory)
   --concurrency       predictions run at once (default 1; predict() runs in threads)
   --max-body          largest request body in bytes (default 10 MiB)
+  --predict-timeout   seconds a predict() may take (default: no limit)
   PODIUM_LISTEN       (environment, set by the executor) ``unix:/path.sock`` or ``tcp:HOST:PORT``
 
 Routes:
@@ -20,7 +21,18 @@ Routes:
   GET  /ready     200 once the model is loaded, 503 before (readiness)
   POST /predict   JSON in, JSON out; see docs/model-bundles.md
 
-Exit codes: 3 when the bundle cannot be loaded (the traceback is on stderr).
+JSON edge cases: a body nested deeper than Python's parser can follow is a 400 that says so; a
+NaN or infinity in predict()'s answer is sent as ``null`` (as JavaScript's JSON.stringify does),
+so every answer is strict JSON, and the log names where each one was.
+
+Hung predictions: a predict() that has not returned after ``--predict-timeout`` cannot be
+stopped (it runs in a thread), so its call gets a 504 that says so and the whole server is
+recycled: it stops taking calls, answers every call that was waiting for a slot with a 503
+carrying ``X-Podium-Not-Run: 1`` (the call never ran, so the gateway hands it to another
+replica), and exits with code 4; the supervisor starts it again.
+
+Exit codes: 3 when the bundle cannot be loaded (the traceback is on stderr); 4 after a
+predict() outlived the predict timeout.
 """
 
 from __future__ import annotations
@@ -39,9 +51,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 EXIT_LOAD_FAILED = 3
+EXIT_PREDICT_HUNG = 4
+RECYCLE_DELAY_S = 0.5  # time to send the hung call's 504 and the waiting calls' 503s before exiting
+NOT_RUN_HEADER = "X-Podium-Not-Run: 1\r\n"  # the gateway may send the call to another replica
+NOT_RUN = {"detail": "this replica is being restarted and did not run the call; send it again"}
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
            413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-           500: "Internal Server Error", 503: "Service Unavailable"}
+           500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
 # Exceptions that mean "the input was wrong" rather than "the model is broken".
 INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
@@ -53,6 +69,10 @@ def log(message: str) -> None:
 
 class BundleError(Exception):
     """The bundle is not loadable; the message says what to fix."""
+
+
+class AnswerTooDeep(Exception):
+    """predict()'s answer nests too deeply to be turned into JSON."""
 
 
 # Loading ----------------------------------------------------------------------
@@ -96,16 +116,56 @@ def _truss_kwargs(bundle: str, cls: Any) -> dict[str, Any]:
 
 
 def _to_jsonable(value: Any) -> Any:
-    """numpy arrays and scalars, torch tensors -> plain lists and numbers."""
+    """numpy arrays and scalars, torch tensors -> plain lists and numbers. Raises AnswerTooDeep."""
+    try:
+        return _plain(value)
+    except RecursionError:
+        raise AnswerTooDeep from None
+
+
+def _plain(value: Any) -> Any:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().numpy()
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
+        return [_plain(v) for v in value]
     return value
+
+
+def _non_finite(value: Any, path: str = "$") -> list[str]:
+    """Where a value holds NaN or an infinity, as JSON paths (``$.predictions[3]``)."""
+    if isinstance(value, float):
+        return [] if value == value and value not in (float("inf"), float("-inf")) else [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
+def _finite(value: Any) -> Any:
+    """The value with every NaN and infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode_answer(result: Any) -> bytes:
+    """predict()'s answer as strict JSON. Raises TypeError (not JSON), RecursionError (nested too deeply)."""
+    try:
+        return json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:  # only raised for NaN and infinities
+        paths = _non_finite(result)
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        log(f"predict() returned NaN or infinity at {shown}; sent as null")
+        return json.dumps(_finite(result), separators=(",", ":"), allow_nan=False).encode()
 
 
 def _inputs(body: Any) -> Any:
@@ -172,11 +232,15 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
 
 
 class Server:
-    def __init__(self, bundle: str, concurrency: int, max_body: int) -> None:
+    def __init__(self, bundle: str, concurrency: int, max_body: int, predict_timeout: float | None = None) -> None:
         self.bundle = bundle
         self.max_body = max_body
+        self.predict_timeout = predict_timeout
         self.predictor: Callable[[Any], Any] | None = None
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
+        self.concurrency = concurrency
+        self.slots: asyncio.Semaphore | None = None  # made in the server's loop
+        self.recycling = False
         self.loaded = asyncio.Event()
 
     async def load(self) -> None:
@@ -197,7 +261,8 @@ class Server:
                 if request is None:
                     break
                 status, body, keep_alive = await self._respond(*request)
-                self._write(writer, status, body, keep_alive)
+                keep_alive = keep_alive and not self.recycling
+                self._write(writer, status, body, keep_alive, not_run=body is NOT_RUN)
                 await writer.drain()
                 if not keep_alive:
                     break
@@ -254,33 +319,66 @@ class Server:
             return 405, {"detail": "use POST"}, keep_alive
         if not self.loaded.is_set():
             return 503, {"detail": "the model is still loading"}, keep_alive
+        if self.recycling:
+            return 503, NOT_RUN, False
         try:
             payload = json.loads(body or b"null")
         except ValueError as exc:
             return 400, {"detail": f"the request body is not valid JSON: {exc}"}, keep_alive
+        except RecursionError:
+            return 400, {"detail": "the request body nests arrays and objects too deeply: keep it under "
+                                   f"{sys.getrecursionlimit() - 100} levels"}, keep_alive
         return (*await self._predict(payload), keep_alive)
 
     async def _predict(self, payload: Any) -> tuple[int, Any]:
+        """(status, answer): the answer is already-encoded JSON bytes on success, else a dict."""
         assert self.predictor is not None
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.concurrency)
+        async with self.slots:
+            if self.recycling:  # it waited behind a predict() that hung: it never ran
+                return 503, NOT_RUN
+            return await self._run_predict(payload)
+
+    async def _run_predict(self, payload: Any) -> tuple[int, Any]:
+        assert self.predictor is not None
+        running = asyncio.get_running_loop().run_in_executor(self.pool, self.predictor, payload)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.pool, self.predictor, payload)
+            result = await asyncio.wait_for(running, self.predict_timeout)
+        except asyncio.TimeoutError:  # noqa: UP041 - not TimeoutError before Python 3.11, and models bring their own
+            self._recycle()
+            return 504, {"detail": f"predict() did not return within {self.predict_timeout:g} s; "
+                                   "the replica is being restarted"}
+        except AnswerTooDeep:
+            return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
         except INPUT_ERRORS as exc:
             traceback.print_exc()
             return 422, {"detail": f"predict() rejected the input: {type(exc).__name__}: {exc}"}
         except Exception as exc:  # noqa: BLE001 - the user's code failed; report it, keep serving
-            traceback.print_exc()
+            traceback.print_exc(limit=-20 if isinstance(exc, RecursionError) else None)  # not 1,000 frames
             return 500, {"detail": f"predict() raised {type(exc).__name__}: {exc}"}
         try:
-            json.dumps(result)
+            return 200, encode_answer(result)
         except (TypeError, ValueError) as exc:
             return 500, {"detail": f"predict() returned a value that is not JSON: {exc}"}
-        return 200, result
+        except RecursionError:
+            return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
+
+    def _recycle(self) -> None:
+        """A predict() hung: stop taking calls and exit soon, so the supervisor starts a fresh server."""
+        if self.recycling:
+            return
+        self.recycling = True
+        log(f"predict() did not return within {self.predict_timeout:g} s; restarting this replica "
+            "(calls waiting for it are handed to another one)")
+        asyncio.get_running_loop().call_later(RECYCLE_DELAY_S, os._exit, EXIT_PREDICT_HUNG)
 
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _write(writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool, not_run: bool = False) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            f"{NOT_RUN_HEADER if not_run else ''}"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
             f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
         )
@@ -317,13 +415,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("bundle", nargs="?", default=os.environ.get("PODIUM_BUNDLE", os.getcwd()))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("PODIUM_CONCURRENCY", "1")))
     parser.add_argument("--max-body", type=int, default=int(os.environ.get("PODIUM_MAX_BODY", str(10 << 20))))
+    parser.add_argument("--predict-timeout", type=float, default=None)
     args = parser.parse_args(argv)
     listen = os.environ.get("PODIUM_LISTEN")
     if not listen:
         raise SystemExit("PODIUM_LISTEN is not set")
     os.chdir(args.bundle)  # models open their files by relative path
     server = Server(bundle=os.path.abspath(args.bundle), concurrency=max(1, args.concurrency),
-                    max_body=args.max_body)
+                    max_body=args.max_body, predict_timeout=args.predict_timeout)
     asyncio.run(serve(listen, server))
 
 

@@ -215,3 +215,83 @@ def test_keep_alive_serves_many_requests_on_one_connection(tmp_path, serve):
     server.wait_ready()
     for i in range(200):
         assert server.client.post("/predict", json={"i": i}).json() == {"i": i}
+
+
+def test_deep_nesting_is_a_clear_400_and_the_server_keeps_serving(tmp_path, serve):
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": "class Model:\n    def predict(self, body):\n        return body\n"})
+    server = serve(bundle)
+    server.wait_ready()
+    deep = b"[" * 5000 + b"]" * 5000
+    response = server.client.post("/predict", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "nests arrays and objects too deeply: keep it under 900 levels" in response.json()["detail"]
+    shallow = {"inputs": [[[[1]]]]}
+    assert server.client.post("/predict", json=shallow).json() == shallow
+
+
+NON_FINITE = """
+    import math
+
+    class Model:
+        def predict(self, body):
+            if body.get("deep"):
+                value = []
+                for _ in range(5000):
+                    value = [value]
+                return value
+            return {"predictions": [1.5, math.nan, math.inf], "score": -math.inf, "ok": "yes"}
+"""
+
+
+def test_nan_and_infinity_go_out_as_null_in_strict_json(tmp_path, serve):
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": NON_FINITE})
+    server = serve(bundle)
+    server.wait_ready()
+    response = server.client.post("/predict", json={})
+    assert response.status_code == 200
+    assert b"NaN" not in response.content and b"Infinity" not in response.content
+    assert json.loads(response.content, parse_constant=lambda name: pytest.fail(f"{name} sent")) == {
+        "predictions": [1.5, None, None], "score": None, "ok": "yes"}
+    too_deep = server.client.post("/predict", json={"deep": True})
+    assert too_deep.status_code == 500
+    assert too_deep.json()["detail"] == "predict() returned a value nested too deeply to send as JSON"
+    assert server.client.post("/predict", json={}).status_code == 200
+    assert "NaN or infinity at $.predictions[1], $.predictions[2], $.score; sent as null" in server.stop()
+
+
+SLEEPER = """
+    import time
+
+    class Model:
+        def predict(self, body):
+            time.sleep(body.get("sleep", 0))
+            return {"slept": body.get("sleep", 0)}
+"""
+
+
+def test_a_hung_predict_gets_a_504_and_the_server_recycles_itself(tmp_path, serve):
+    import concurrent.futures
+
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": SLEEPER})
+    server = serve(bundle, "--predict-timeout", "1")
+    server.wait_ready()
+    assert server.client.post("/predict", json={"sleep": 0.1}).json() == {"slept": 0.1}
+
+    def call(body):
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(server.sock)), base_url="http://model") as client:
+            return client.post("/predict", json=body, timeout=10)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        hung = pool.submit(call, {"sleep": 3600})
+        time.sleep(0.3)
+        waiting = pool.submit(call, {"sleep": 0})  # queued behind the hung one (concurrency 1)
+        hung, waiting = hung.result(), waiting.result()
+    assert hung.status_code == 504
+    assert hung.json()["detail"] == "predict() did not return within 1 s; the replica is being restarted"
+    assert waiting.status_code == 503 and waiting.headers["x-podium-not-run"] == "1"
+    assert "did not run the call" in waiting.json()["detail"]
+    assert server.proc.wait(5) == 4
+    assert "predict() did not return within 1 s; restarting this replica" in server.stop()

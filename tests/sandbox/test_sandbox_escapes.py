@@ -348,6 +348,54 @@ def test_nothing_one_run_leaves_behind_is_visible_to_the_next(
         time.sleep(0.1)
 
 
+PTRACE_SERVER = """
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+for name, request, pid in (("ATTACH", 16, 1), ("SEIZE", 0x4206, 1), ("TRACEME", 0, 0)):
+    result = libc.ptrace(request, pid, None, None)
+    print(name, result, errno.errorcode.get(ctypes.get_errno(), "ok") if result else "ok", flush=True)
+server = socket.socket(socket.AF_UNIX)
+server.bind("/run/podium/server.sock")
+server.listen()
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"alive")
+    conn.close()
+"""
+
+
+def test_ptrace_of_its_own_init_is_denied_and_the_replica_keeps_serving(local_executor: LocalExecutor) -> None:
+    handle = local_executor.start(SandboxSpec(
+        workspace="acme", name="tracer", purpose="server", command=["/usr/bin/python3", "-c", PTRACE_SERVER]))
+    try:
+        deadline = time.monotonic() + 10
+        while len([line for line in local_executor.logs(handle) if line.stream == "stdout"]) < 3:
+            assert time.monotonic() < deadline, list(local_executor.logs(handle))
+            time.sleep(0.05)
+        out = [line.text for line in local_executor.logs(handle) if line.stream == "stdout"]
+        assert out == ["ATTACH -1 EPERM", "SEIZE -1 EPERM", "TRACEME -1 EPERM"], out
+        time.sleep(0.5)
+        assert local_executor.poll(handle).state == State.RUNNING
+        for _ in range(3):
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(2)
+                client.connect(local_executor.address(handle).removeprefix("unix:"))
+                assert client.recv(16) == b"alive"
+    finally:
+        local_executor.stop(handle, grace_s=0.5)
+
+
+def test_its_environment_names_no_host_path_or_supervisor_id(
+    local_executor: LocalExecutor, sandbox_config: SandboxConfig
+) -> None:
+    status, out = run(local_executor, "import os; print(sorted(os.environ.items()))")
+    assert status.state == State.EXITED, status
+    assert str(sandbox_config.root) not in out and str(sandbox_config.var_dir) not in out, out
+    assert status.id not in out and "PODIUM_SANDBOX_ID" not in out, out
+    assert "'PODIUM_LISTEN', 'unix:/run/podium/server.sock'" in out
+
+
 def _uid(proc: Path) -> int | None:
     try:
         return proc.stat().st_uid
@@ -386,3 +434,42 @@ def test_the_sandbox_user_is_unprivileged_and_unique(local_executor: LocalExecut
     finally:
         local_executor.stop(first, grace_s=0.5)
         local_executor.stop(second, grace_s=0.5)
+
+
+STOPS_ANSWERING = """
+import os, signal, socket, time
+server = socket.socket(socket.AF_UNIX)
+server.bind("/run/podium/server.sock")
+server.listen()
+started = time.monotonic()
+while True:
+    conn, _ = server.accept()
+    conn.recv(4096)
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+    conn.close()
+    if time.monotonic() - started > 1 and os.environ.get("PODIUM_REPLICA") == "0":
+        print("freezing", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # alive, its socket still there, answering nothing
+"""
+
+
+def test_a_server_that_stops_answering_is_killed_and_restarted(local_executor: LocalExecutor) -> None:
+    handle = local_executor.start(SandboxSpec(
+        workspace="acme", name="frozen", purpose="server", command=["/usr/bin/python3", "-c", STOPS_ANSWERING],
+        health={"interval_s": 0.3, "timeout_s": 0.5, "failures": 3, "start_s": 5},
+        restart={"backoff_s": 0.1}))
+    try:
+        deadline = time.monotonic() + 20
+        while local_executor.poll(handle).restarts < 1:
+            assert time.monotonic() < deadline, list(local_executor.logs(handle))
+            time.sleep(0.1)
+        system = [line.text for line in local_executor.logs(handle) if line.stream == "system"]
+        assert any("health check: the server did not answer GET /healthz within 0.5 s, 3 times in a row" in text
+                   for text in system), system
+        # Back and answering again after the restart.
+        deadline = time.monotonic() + 10
+        while local_executor.poll(handle).state != State.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        local_executor.stop(handle, grace_s=0.5)

@@ -254,7 +254,10 @@ def test_demoting_a_keys_owner_narrows_it_at_once(deployer, alice, acme, member_
     demoted = bearer(key_for(alice, acme, ["admin"])).patch(
         "/api/v1/workspaces/acme/members/dana", {"role": "viewer"}, format="json")
     assert demoted.status_code == 200
-    assert asyncio.run(predict(secret, "/v1/models/greeter/predict", {})).status_code == 403
+    refused = asyncio.run(predict(secret, "/v1/models/greeter/predict", {}))
+    assert refused.status_code == 403
+    # The key has the invoke scope: what it lacks is its owner's role.
+    assert refused.json()["detail"] == "Your role (viewer) does not allow this: call model endpoints."
 
 
 def test_another_process_hears_a_revocation_over_redis(deployer, alice, acme):
@@ -315,6 +318,42 @@ def test_predict_errors_come_back_with_the_models_message(deployer, invoke_key):
     assert fine.status_code == 200 and fine.json() == {"ok": True}
     logs = deployer.get("/api/v1/workspaces/acme/models/moody/versions/1/logs?tail=100").json()["lines"]
     assert any("RuntimeError: the feature store is down" in line["text"] for line in logs)  # the traceback
+
+
+def test_json_edge_cases_get_clear_answers_through_the_gateway(deployer, invoke_key):
+    import asyncio
+    import json
+
+    odd = custom_bundle("""
+        import math
+
+        class Model:
+            def predict(self, body):
+                return {"score": math.nan, "upper": math.inf, "you_sent": body}
+    """)
+    assert upload(deployer, "odd", odd).status_code == 201
+    deep = b"[" * 5000 + b"]" * 5000
+
+    async def calls():
+        async with gateway() as client:
+            auth = {"authorization": f"Bearer {invoke_key}"}
+            yield await client.post("/v1/models/odd/predict", content=deep,
+                                    headers={**auth, "content-type": "application/json"})
+            yield await client.post("/v1/models/odd/predict", content=b"{}",
+                                    headers={**auth, "content-type": "APPLICATION/JSON"})
+            yield await client.post("/v1/models/odd/predict", content=b"{}",
+                                    headers={**auth, "content-type": "Application/Json ; charset=UTF-8"})
+
+    async def collect():
+        return [r async for r in calls()]
+
+    too_deep, upper_case, with_parameters = asyncio.run(collect())
+    assert too_deep.status_code == 400, too_deep.content
+    assert "nests arrays and objects too deeply" in too_deep.json()["detail"]
+    for answer in (upper_case, with_parameters):
+        assert answer.status_code == 200, answer.content
+        strict = json.loads(answer.content, parse_constant=lambda name: pytest.fail(f"{name} sent"))
+        assert strict == {"score": None, "upper": None, "you_sent": {}}
 
 
 def test_deleting_the_workspace_stops_its_model_servers(deployer, alice, acme):

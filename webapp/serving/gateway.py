@@ -8,8 +8,15 @@ to Django. Errors are JSON with a ``detail`` that says what to do:
 
 - 401 bad key; 403 key without the ``invoke`` scope; 404 unknown model/alias/version
 - 405 not POST; 413 body too large; 415 not JSON (nothing is ever unpickled)
-- 502 the replica dropped the call (it is being restarted); 503 + Retry-After
+- 502 the replica dropped the call (it is being restarted; when it died of a limit, such as its
+  memory, the answer names the limit), or no replica of the version could take it; 503 + Retry-After
   while no replica is ready; 504 the model took longer than the timeout
+
+Failover: a call whose connection a replica refuses or resets before anything was sent (its accept
+queue is full, or it just died), or that a model server being recycled turned away without running
+it (``X-Podium-Not-Run``: it was waiting behind a predict() that hung), is handed to the next ready
+replica of the same version; such a replica is tried last for ``DOWN_S`` seconds. A call that a
+replica ran is never sent twice.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from webapp.core import invalidation
 from webapp.serving import recorder, routing
-from webapp.serving.upstream import Upstream, UpstreamError
+from webapp.serving.upstream import Upstream, UpstreamError, UpstreamUnreachable
 from webapp.workspaces import key_cache
 from webapp.workspaces.auth import bearer_token
 
@@ -43,8 +50,19 @@ PATH = re.compile(
 )
 
 
+# The gateway waits this much longer than the predict timeout, so that the model server's own 504
+# (which names the hung predict() and recycles the replica) is what the caller gets.
+TIMEOUT_GRACE_S = 2.0
+# How long a dropped call waits for the executor to say which limit, if any, the replica hit.
+EXPLAIN_S = 0.8
+# How long a replica that refused a connection is tried after the others (about one route refresh).
+DOWN_S = 1.0
+
 PREDICTIONS = prometheus_client.Counter(
     "podium_predictions", "Calls through the gateway", ["workspace", "model", "version", "status"]
+)
+FAILOVERS = prometheus_client.Counter(
+    "podium_gateway_failovers", "Calls handed to another replica because one could not take them"
 )
 LATENCY = prometheus_client.Histogram(
     "podium_prediction_latency_seconds", "Gateway latency of a call, from request to answer",
@@ -72,7 +90,8 @@ async def _authenticate(header: str) -> key_cache.Principal:
         except AuthenticationFailed as exc:
             raise GatewayError(401, str(exc.detail)) from None
     if "models.invoke" not in principal.perms:
-        raise GatewayError(403, "This API key cannot call models: use a key with the 'invoke' scope.")
+        raise GatewayError(403, principal.cannot_invoke
+                           or "This API key cannot call models: use a key with the 'invoke' scope.")
     return principal
 
 
@@ -82,6 +101,7 @@ class Gateway:
         self.upstream = Upstream()
         self.refreshing: set[tuple[int, str, str | None, int | None]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.down: dict[str, float] = {}  # address -> until when it is tried last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -155,7 +175,7 @@ class Gateway:
             listener.add_done_callback(self.tasks.discard)
         principal = await _authenticate(headers.get("authorization", ""))
         context.update(workspace_id=principal.workspace_id, api_key_id=principal.api_key_id)
-        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":  # any case
             raise GatewayError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
         body = await self._read_body(receive, headers)
         context["request_bytes"] = len(body)
@@ -175,10 +195,19 @@ class Gateway:
             raise GatewayError(503, f"No replica of '{route.model_name}' is ready yet; retry shortly.",
                                {"retry-after": "5"})
         context.update(version_id=target.version_id, version_number=target.number)
-        address = target.pick_address()
-        assert address is not None
-        status, answer = await self._forward(address, body, context)
+        status, answer = await self._hand_off(target, body, context)
         return status, answer, {"x-podium-model-version": str(target.number)}
+
+    async def _limit_hit(self, sandbox: dict[str, Any] | None) -> str | None:
+        """The limit the replica that dropped a call hit, once the executor has seen it end
+        (usually milliseconds), or None after ``EXPLAIN_S``."""
+        deadline = time.monotonic() + EXPLAIN_S
+        while sandbox:
+            ended, limit = await sync_to_async(routing.replica_ended, thread_sensitive=False)(sandbox)
+            if ended or time.monotonic() > deadline:
+                return limit
+            await asyncio.sleep(0.05)
+        return None
 
     def _refresh_in_background(self, route_args: tuple[int, str, str | None, int | None]) -> None:
         """Refresh a stale route once (single flight) without making any call wait for it."""
@@ -214,16 +243,45 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _forward(self, address: str, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+    async def _hand_off(self, target: routing.Target, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+        """Send the call to the first replica that takes it; replicas that refused lately go last."""
+        addresses = target.candidates()
+        now = time.monotonic()
+        for address in [a for a, until in self.down.items() if until < now]:
+            del self.down[address]
+        ordered = sorted(addresses, key=lambda a: self.down.get(a, 0.0) > now)  # stable: round robin kept
+        for address in ordered:
+            try:
+                return await self._forward(address, body, context, target.sandbox)
+            except UpstreamUnreachable as exc:
+                context["error"] = str(exc)
+                self.down[address] = time.monotonic() + DOWN_S
+                FAILOVERS.inc()
+                self.upstream.forget(address)
+        raise GatewayError(502, f"No replica of this version could take the call ({len(addresses)} tried; "
+                                f"the last: {context.get('error', 'none ready')}). They are being restarted; "
+                                "retry shortly.", {"retry-after": "1"})
+
+    async def _forward(
+        self, address: str, body: bytes, context: dict[str, Any], sandbox: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
         timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
-            status, answer = await self.upstream.post(address, "/predict", body, timeout)
+            status, answer = await self.upstream.post(address, "/predict", body, timeout + TIMEOUT_GRACE_S)
         except TimeoutError:
             context["error"] = "timeout"
             raise GatewayError(504, f"The model did not answer within {timeout} s.") from None
+        except UpstreamUnreachable:
+            raise
         except UpstreamError as exc:
             context["error"] = str(exc)
             self.upstream.forget(address)
+            limit = await self._limit_hit(sandbox)
+            if limit:
+                context["error"] = limit
+                raise GatewayError(502, f"The model server died during the call ({limit}); it is being "
+                                        "restarted. Retry shortly, or deploy the version with a higher limit.",
+                                   {"retry-after": "1"}) from None
             raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
                                {"retry-after": "1"}) from None
         if status >= 400:

@@ -13,8 +13,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from sandbox import SandboxError, SandboxHandle, get_executor
+from sandbox import SandboxError, SandboxHandle, State, get_executor
 from webapp.core import invalidation
 from webapp.serving.models import Alias, Model, ModelVersion
 
@@ -27,6 +28,7 @@ class Target:
     number: int
     weight: int
     addresses: list[str]
+    sandbox: dict[str, Any] | None = None  # the executor's handle of the version's replicas
     _next: int = 0
 
     def pick_address(self) -> str | None:
@@ -34,6 +36,15 @@ class Target:
             return None
         self._next = (self._next + 1) % len(self.addresses)  # round robin across replicas
         return self.addresses[self._next]
+
+    def candidates(self) -> list[str]:
+        """Every replica address, the round-robin choice first: the gateway hands the call to the next
+        one when a replica cannot take it."""
+        first = self.pick_address()
+        if first is None:
+            return []
+        start = self.addresses.index(first)
+        return self.addresses[start:] + self.addresses[:start]
 
 
 @dataclass
@@ -128,7 +139,7 @@ def _load(workspace_id: int, model_name: str, alias: str | None, number: int | N
         if found is None:
             raise NotFound(f"Model '{model_name}' has no '{label}' alias yet; deploy a version or promote one.")
         versions = [(r.version, r.weight) for r in found.routes.select_related("version")]
-    targets = [Target(v.pk, v.number, w, _addresses(v)) for v, w in versions]
+    targets = [Target(v.pk, v.number, w, _addresses(v), v.sandbox) for v, w in versions]
     return Route(workspace_id, model.pk, model.name, label, targets)
 
 
@@ -139,3 +150,29 @@ def _addresses(version: ModelVersion) -> list[str]:
         return get_executor().addresses(SandboxHandle.model_validate(version.sandbox))
     except SandboxError:
         return []
+
+
+def replica_ended(sandbox: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """Whether a replica of this sandbox has just ended (the executor saw it and said why), and, when
+    it hit a limit (memory, process, disk...), the executor's own words for it, as the version's log
+    has them. (False, None) when every replica runs or the executor cannot say."""
+    if not sandbox:
+        return False, None
+    try:
+        status = get_executor().poll(SandboxHandle.model_validate(sandbox))
+    except SandboxError:
+        return False, None
+    down = [r for r in status.replicas if r.state != State.RUNNING and r.reason]
+    return bool(down), next((r.reason for r in down if r.limit), None)
+
+
+def replica_restarts(sandbox: dict[str, Any] | None) -> list[tuple[int, int, str]]:
+    """(replica index, restarts, why it last ended) for each replica that has been restarted, for the
+    version's page: a memory limit, a failed health check... in the executor's own words."""
+    if not sandbox:
+        return []
+    try:
+        status = get_executor().poll(SandboxHandle.model_validate(sandbox))
+    except SandboxError:
+        return []
+    return [(r.index, r.restarts, r.last_exit) for r in status.replicas if r.restarts and r.last_exit]

@@ -12,13 +12,30 @@ a pool of open connections per replica address (``unix:/path`` or
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 MAX_IDLE = 64
+log = logging.getLogger("podium.gateway")
 
 
 class UpstreamError(Exception):
-    """The replica could not be reached or dropped the connection."""
+    """The replica could not be reached or dropped the connection. The message goes into the call's
+    record, which the tenant sees: it never names the replica's address (a host path); the log does."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The call never reached the replica: its socket refused, reset or did not accept the connection
+    (accept queue full, or the replica just died). Nothing was sent, so the call may go to another replica."""
+
+
+def _why(exc: BaseException) -> str:
+    """An error in words, without the file names an OSError may carry."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the connection closed before the answer was complete"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
 
 
 @dataclass
@@ -47,10 +64,12 @@ class Upstream:
                 opening = asyncio.open_connection(host, int(port))
             return await asyncio.wait_for(opening, self.connect_timeout)
         except (TimeoutError, OSError) as exc:
-            raise UpstreamError(f"cannot connect to {address}: {exc}") from None
+            log.warning("cannot connect to %s: %r", address, exc)
+            raise UpstreamUnreachable(f"a replica refused the connection ({_why(exc)})") from None
 
     async def post(self, address: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        """POST a JSON body; returns (status, body). Raises UpstreamError or asyncio.TimeoutError."""
+        """POST a JSON body; returns (status, body). Raises UpstreamUnreachable when nothing was sent,
+        UpstreamError when the replica dropped the call after it was sent, or TimeoutError."""
         pool = self._pool(address)
         reused = bool(pool.idle)
         reader, writer = pool.idle.pop() if reused else await self._connect(address)
@@ -60,7 +79,7 @@ class Upstream:
         ).encode() + body
         try:
             writer.write(request)
-            status, answer, keep = await asyncio.wait_for(self._read_response(reader), timeout)
+            status, answer, keep, not_run = await asyncio.wait_for(self._read_response(reader), timeout)
         except TimeoutError:
             writer.close()
             raise
@@ -69,7 +88,12 @@ class Upstream:
             if reused:
                 # An idle connection the server closed meanwhile: retry once on a fresh one.
                 return await self.post(address, path, body, timeout)
-            raise UpstreamError(f"{address} dropped the call: {exc!r}") from None
+            log.warning("%s dropped the call: %r", address, exc)
+            raise UpstreamError(f"the replica dropped the call ({_why(exc)})") from None
+        if not_run:  # the replica is being recycled and never ran the call: it may go elsewhere
+            writer.close()
+            raise UpstreamUnreachable("a replica that is being restarted (a predict() call did not return in time) "
+                                      "turned the call away without running it")
         if keep and len(pool.idle) < MAX_IDLE:
             pool.idle.append((reader, writer))
         else:
@@ -77,12 +101,13 @@ class Upstream:
         return status, answer
 
     @staticmethod
-    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool, bool]:
+        """(status, body, keep-alive, not run): the last is the model server's ``X-Podium-Not-Run``."""
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         length = 0
-        keep = True
+        keep, not_run = True, False
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.strip().lower()
@@ -90,7 +115,9 @@ class Upstream:
                 length = int(value)
             elif name == "connection" and value.strip().lower() == "close":
                 keep = False
-        return status, await reader.readexactly(length), keep
+            elif name == "x-podium-not-run":
+                not_run = True
+        return status, await reader.readexactly(length), keep, not_run
 
     def forget(self, address: str) -> None:
         """Drop idle connections to a replica that failed (it is being restarted)."""

@@ -522,6 +522,7 @@ def version_detail(request: HttpRequest, access: Access, name: str, number: int)
         "log_source": "build" if version.status in ("queued", "building") or version.failed_step == "environment"
         else "runtime",
         "failed_row": next((s for s in row.steps if s["name"] == version.failed_step), None),
+        "restarts": routing.replica_restarts(version.sandbox) if version.status == "ready" else [],
     }
     return page(request, access, "serving/version.html", context, tab="models",
                 fragments={"version": "serving/_version_state.html"})

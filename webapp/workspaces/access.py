@@ -87,6 +87,21 @@ class Access:
         assert perm in PERMISSIONS, f"unknown permission {perm!r}"
         return perm in self.perms
 
+    def why_not(self, perm: str) -> str:
+        """Why ``perm`` is refused, naming what would allow it: the caller's role, or, when the
+        role allows it, the key scopes that carry it (some permissions no key scope carries:
+        deleting the workspace and managing owners are done signed in, never with a key)."""
+        what = PERMISSIONS[perm].rstrip(".").lower()
+        if perm not in ROLES[self.role] or self.key_scopes is None:
+            return f"Your role ({self.role}) does not allow this: {what}."
+        scopes = [scope for scope, perms in KEY_SCOPES.items() if perm in perms]
+        held = ", ".join(sorted(self.key_scopes)) or "none"
+        if not scopes:
+            return (f"No API key can do this: {what}. Sign in to Podium as a member whose role allows it "
+                    f"(this key's scopes: {held}).")
+        wanted = " or ".join(f"'{scope}'" for scope in scopes)
+        return f"This API key's scopes ({held}) do not allow this: {what}. Use a key with the {wanted} scope."
+
 
 def workspace_for(actor: Actor, slug: str) -> Access:
     """The actor's access to workspace ``slug``; 404 when it is missing or not theirs.

@@ -71,7 +71,14 @@ def record(
 
 def _require(access: Access, perm: str, what: str) -> None:
     if not access.can(perm):
-        raise ActionError(f"Your role ({access.role}) does not allow you to {what}.", status=403)
+        raise ActionError(_refusal(access, perm, f"Your role ({access.role}) does not allow you to {what}."),
+                          status=403)
+
+
+def _refusal(access: Access, perm: str, message: str) -> str:
+    """``message`` when the caller's role is why; when the role allows it but the API key does not,
+    what the key lacks (a key that has a scope is never told to get it)."""
+    return access.why_not(perm) if perm in ROLES[access.role] else message
 
 
 # Workspaces -----------------------------------------------------------------
@@ -183,7 +190,7 @@ def change_role(actor: Actor, access: Access, membership: Membership, role: str)
     if role not in ROLES:
         raise ActionError(f"Unknown role '{role}'; use one of {', '.join(ROLES)}.", field="role")
     if "owner" in (role, membership.role) and not access.can("owners.manage"):
-        raise ActionError("Only owners can make or unmake owners.", status=403)
+        raise ActionError(_refusal(access, "owners.manage", "Only owners can make or unmake owners."), status=403)
     with transaction.atomic():
         locked = Membership.objects.select_for_update().get(pk=membership.pk)
         # Lock every owner row so two concurrent demotions cannot both pass the check.
@@ -226,7 +233,7 @@ def remove_member(actor: Actor, access: Access, membership: Membership) -> None:
         return leave_workspace(actor, access)
     _require(access, "members.manage", "remove members")
     if membership.role == "owner" and not access.can("owners.manage"):
-        raise ActionError("Only owners can remove an owner.", status=403)
+        raise ActionError(_refusal(access, "owners.manage", "Only owners can remove an owner."), status=403)
     _remove(actor, access.workspace, membership, "member.remove")
 
 
@@ -247,7 +254,7 @@ def create_invitation(actor: Actor, access: Access, role: str, email: str = "") 
     if role not in ROLES:
         raise ActionError(f"Unknown role '{role}'; use one of {', '.join(ROLES)}.", field="role")
     if role == "owner" and not access.can("owners.manage"):
-        raise ActionError("Only owners can invite owners.", status=403)
+        raise ActionError(_refusal(access, "owners.manage", "Only owners can invite owners."), status=403)
     email = (email or "").strip().lower()
     if email and Membership.objects.filter(workspace=access.workspace, user__email__iexact=email).exists():
         raise ActionError(f"{email} is already a member of this workspace.", status=409, field="email")

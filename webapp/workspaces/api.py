@@ -32,10 +32,6 @@ WRONG_WORKSPACE = (
 )
 
 
-def _scope_needed(perm: str) -> str:
-    return next((scope for scope, perms in KEY_SCOPES.items() if perm in perms), "admin")
-
-
 class WorkspaceAPIView(APIView):
     """Base for every ``/api/v1/workspaces/{slug}/...`` endpoint."""
 
@@ -50,16 +46,7 @@ class WorkspaceAPIView(APIView):
         self.access = workspace_for(actor_from_request(request._request), kwargs["slug"])
         perm = self.perms.get(request.method or "GET")
         if perm is not None and not self.access.can(perm):
-            raise exceptions.PermissionDenied(self._denied_message(perm))
-
-    def _denied_message(self, perm: str) -> str:
-        what = PERMISSIONS[perm].rstrip(".").lower()
-        if perm in ROLES[self.access.role] and self.access.key_scopes is not None:
-            return (
-                f"This API key's scopes ({', '.join(sorted(self.access.key_scopes))}) do not allow this: "
-                f"{what}. Use a key with the '{_scope_needed(perm)}' scope."
-            )
-        return f"Your role ({self.access.role}) does not allow this: {what}."
+            raise exceptions.PermissionDenied(self.access.why_not(perm))
 
     @property
     def actor(self) -> Any:

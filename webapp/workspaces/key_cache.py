@@ -33,6 +33,7 @@ class Principal:
     workspace_id: int
     perms: frozenset[str]
     expires_at: dt.datetime | None
+    cannot_invoke: str = ""  # why the key cannot call models (its role, or its scopes), when it cannot
 
 
 _cache: dict[str, tuple[float, Principal]] = {}
@@ -79,7 +80,8 @@ def _load(token: str) -> Principal:
     if membership is None:
         raise ApiKeyError("This API key's owner is no longer a member of its workspace.", code="orphaned_key")
     access = Access.build(api_key.workspace, membership, api_key)
-    return Principal(api_key.pk, api_key.workspace_id, access.perms, api_key.expires_at)
+    refusal = "" if access.can("models.invoke") else access.why_not("models.invoke")
+    return Principal(api_key.pk, api_key.workspace_id, access.perms, api_key.expires_at, refusal)
 
 
 def invalidate() -> None:
