@@ -22,7 +22,7 @@ import sys
 import tarfile
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,6 +49,8 @@ class Bundle:
     root: Path
     manifest: dict[str, Any]
     kind: str = ""
+    #: what the packaging could not honour, in words (a Truss key Podium ignores, say); also in the manifest
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -149,10 +151,13 @@ def _finish(
     }
     if settings.get("init_kwargs") is not None:
         manifest["init_kwargs"] = settings["init_kwargs"]
+    for key in ("concurrency", "env", "truss", "warnings"):
+        if settings.get(key):
+            manifest[key] = settings[key]
     _validate(dest, manifest)
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     (dest / "requirements.txt").write_text("".join(f"{line}\n" for line in reqs))
-    return Bundle(dest, manifest, settings.get("kind", ""))
+    return Bundle(dest, manifest, settings.get("kind", ""), list(settings.get("warnings") or []))
 
 
 def _validate(root: Path, manifest: dict[str, Any]) -> None:
@@ -510,10 +515,10 @@ def _directory(src: Path, dest: Path) -> dict[str, Any]:
             raise BundleError(f"{src / MANIFEST} is not valid JSON: {exc}") from exc
         if not isinstance(user, dict):
             raise BundleError(f"{src / MANIFEST} must hold a JSON object")
-    if (src / "config.yaml").is_file() and (src / "model" / "model.py").is_file():
+    if (src / "config.yaml").is_file():
         from podium.truss import truss_settings
 
-        return {**truss_settings(src), **{k: v for k, v in user.items() if k != "requirements"}}
+        return {**truss_settings(src, dest), **{k: v for k, v in user.items() if k != "requirements"}}
     settings: dict[str, Any] = {"flavor": user.get("flavor", "custom"), "name": user.get("name") or slug(src.name)}
     for key in ("artifact", "description", "resources", "replicas", "python", "init_kwargs"):
         if key in user:

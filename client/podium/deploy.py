@@ -45,6 +45,11 @@ class Progress:
         self.stream.write(f"podium: {label:<11} {text:<60} {timing}".rstrip() + "\n")
         self.stream.flush()
 
+    def warn(self, text: str) -> None:
+        """A warning is shown even when progress is off: it says what the deploy will not do."""
+        self.stream.write(f"podium: warning: {text}\n")
+        self.stream.flush()
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
@@ -199,6 +204,8 @@ def deploy(
             tarball = Path(tmp) / f"{bundle.name}.tar.gz"
             size = make_tarball(bundle.root, tarball)
             out.step("packaged", f"{bundle.describe()}, {_size(size)}", time.monotonic() - started)
+            for warning in bundle.warnings:
+                out.warn(warning)
             started = time.monotonic()
             created = client.upload_version(
                 bundle.name, tarball, description=bundle.manifest["description"], promote=promote

@@ -44,6 +44,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -94,18 +95,16 @@ def _import_entrypoint(bundle: str, entrypoint: str) -> Any:
         raise BundleError(f"{path} defines no class named {class_name!r}") from None
 
 
-def _truss_kwargs(bundle: str, cls: Any) -> dict[str, Any]:
-    """Truss creates its Model with the keyword arguments its __init__ accepts among config, data_dir, secrets."""
-    config: dict[str, Any] = {}
-    config_path = os.path.join(bundle, "config.yaml")
-    try:
-        import yaml  # type: ignore[import-untyped]
-
-        with open(config_path) as handle:
-            config = yaml.safe_load(handle) or {}
-    except ImportError:
-        log("config.yaml is passed as {} because PyYAML is not in the model's requirements")
-    offered = {"config": config, "data_dir": os.path.join(bundle, "data"), "secrets": {}}
+def _truss_kwargs(bundle: str, cls: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Truss creates its Model with the keyword arguments its ``__init__`` accepts among ``config`` (the whole
+    config.yaml, shipped as JSON in the manifest), ``data_dir``, ``secrets`` and ``environment``."""
+    truss = manifest.get("truss") or {}
+    offered = {
+        "config": truss.get("config") or {},
+        "data_dir": os.path.join(bundle, truss.get("data_dir") or "data"),
+        "secrets": dict(truss.get("secrets") or {}),
+        "environment": None,
+    }
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -113,6 +112,84 @@ def _truss_kwargs(bundle: str, cls: Any) -> dict[str, Any]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return offered
     return {name: value for name, value in offered.items() if name in parameters}
+
+
+class ModelLoop:
+    """One event loop, in its own thread, for a model's ``async`` methods: an async ``load()`` and the
+    calls after it share it (as in Truss's own server), so a client a model opens in ``load()`` stays usable
+    in ``predict()``. Sync methods never touch it."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                threading.Thread(target=self.loop.run_forever, name="model-loop", daemon=True).start()
+            return self.loop
+
+    def resolve(self, value: Any) -> Any:
+        """``value``, or what it resolves to when it is awaitable (an ``async def`` method's result)."""
+        if inspect.isawaitable(value):
+            return asyncio.run_coroutine_threadsafe(_awaited(value), self._running()).result()
+        return value
+
+    def next_chunk(self, stream: Any) -> tuple[bool, Any]:
+        """(more, chunk) of a generator or async generator."""
+        if hasattr(stream, "__anext__"):
+            future = asyncio.run_coroutine_threadsafe(_anext(stream), self._running())
+            return future.result()
+        try:
+            return True, next(stream)
+        except StopIteration:
+            return False, None
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+async def _anext(stream: Any) -> tuple[bool, Any]:
+    try:
+        return True, await stream.__anext__()
+    except StopAsyncIteration:
+        return False, None
+
+
+class Stream:
+    """predict() returned a generator: its chunks go to the caller as they come (chunked transfer)."""
+
+    def __init__(self, source: Any, loop: ModelLoop) -> None:
+        self.source = source
+        self.loop = loop
+
+    release: Callable[[], None] | None = None  # frees the call's concurrency slot once the stream ends
+
+    def next(self) -> tuple[bool, Any]:
+        return self.loop.next_chunk(self.source)
+
+
+def chunk_type(chunk: Any) -> str:
+    if isinstance(chunk, bytes):
+        return "application/octet-stream"
+    if isinstance(chunk, str):
+        return "text/plain; charset=utf-8"
+    return "application/x-ndjson"
+
+
+def encode_chunk(chunk: Any) -> bytes:
+    """A streamed chunk on the wire: text as UTF-8, bytes as they are, anything else one JSON line."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode()
+    return encode_answer(_to_jsonable(chunk)) + b"\n"
+
+
+def _is_stream(value: Any) -> bool:
+    return inspect.isgenerator(value) or inspect.isasyncgen(value)
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -217,15 +294,37 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
 
         return predict_torch
     if flavor == "custom":
-        cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
-        truss = os.path.isfile(os.path.join(bundle, "config.yaml"))
-        instance = cls(**(_truss_kwargs(bundle, cls) if truss else {})) if isinstance(cls, type) else cls
-        if hasattr(instance, "load"):
-            instance.load()
-        if not callable(getattr(instance, "predict", None)):
-            raise BundleError(f"{manifest.get('entrypoint')} has no predict() method")
-        return lambda body: _to_jsonable(instance.predict(body))
+        return _custom_predictor(bundle, manifest)
     raise BundleError(f"unknown flavor {flavor!r} in podium.json")
+
+
+def _custom_predictor(bundle: str, manifest: dict[str, Any]) -> Callable[[Any], Any]:
+    """A class with ``load()`` and ``predict()``, called as Truss calls it: ``__init__(**kwargs)`` (for a
+    Truss), ``load()``, then per call ``preprocess()`` -> ``predict()`` -> ``postprocess()`` when defined, each
+    sync or ``async``. A ``predict()`` that returns a generator or async generator streams its chunks (its
+    ``postprocess()`` is not applied, as in Truss)."""
+    for path in reversed((manifest.get("truss") or {}).get("python_path") or []):
+        sys.path.insert(1, os.path.join(bundle, path))  # after the bundle root: packages/, external dirs
+    cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
+    kwargs = _truss_kwargs(bundle, cls, manifest) if manifest.get("truss") else {}
+    instance = cls(**kwargs) if isinstance(cls, type) else cls
+    loop = ModelLoop()
+    if hasattr(instance, "load"):
+        loop.resolve(instance.load())
+    if not callable(getattr(instance, "predict", None)):
+        raise BundleError(f"{manifest.get('entrypoint')} has no predict() method")
+    pre, post = getattr(instance, "preprocess", None), getattr(instance, "postprocess", None)
+
+    def predict(body: Any) -> Any:
+        value = loop.resolve(pre(body)) if callable(pre) else body
+        value = loop.resolve(instance.predict(value))
+        if _is_stream(value):
+            return Stream(value, loop)
+        if callable(post):
+            value = loop.resolve(post(value))
+        return _to_jsonable(value)
+
+    return predict
 
 
 # HTTP -------------------------------------------------------------------------
@@ -261,8 +360,11 @@ class Server:
                 if request is None:
                     break
                 status, body, keep_alive = await self._respond(*request)
-                keep_alive = keep_alive and not self.recycling
-                self._write(writer, status, body, keep_alive, not_run=body is NOT_RUN)
+                if isinstance(body, Stream):
+                    keep_alive = await self._write_stream(writer, body) and keep_alive and not self.recycling
+                else:
+                    keep_alive = keep_alive and not self.recycling
+                    self._write(writer, status, body, keep_alive, not_run=body is NOT_RUN)
                 await writer.drain()
                 if not keep_alive:
                     break
@@ -335,10 +437,19 @@ class Server:
         assert self.predictor is not None
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.concurrency)
-        async with self.slots:
+        await self.slots.acquire()
+        try:
             if self.recycling:  # it waited behind a predict() that hung: it never ran
                 return 503, NOT_RUN
-            return await self._run_predict(payload)
+            status, answer = await self._run_predict(payload)
+        except BaseException:
+            self.slots.release()
+            raise
+        if isinstance(answer, Stream):
+            answer.release = self.slots.release  # the slot is held until the last chunk is sent
+        else:
+            self.slots.release()
+        return status, answer
 
     async def _run_predict(self, payload: Any) -> tuple[int, Any]:
         assert self.predictor is not None
@@ -357,12 +468,57 @@ class Server:
         except Exception as exc:  # noqa: BLE001 - the user's code failed; report it, keep serving
             traceback.print_exc(limit=-20 if isinstance(exc, RecursionError) else None)  # not 1,000 frames
             return 500, {"detail": f"predict() raised {type(exc).__name__}: {exc}"}
+        if isinstance(result, Stream):
+            return 200, result
         try:
             return 200, encode_answer(result)
         except (TypeError, ValueError) as exc:
             return 500, {"detail": f"predict() returned a value that is not JSON: {exc}"}
         except RecursionError:
             return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
+
+    async def _write_stream(self, writer: asyncio.StreamWriter, stream: Stream) -> bool:
+        """Send a streamed answer with chunked transfer, each chunk as predict() yields it; returns whether
+        the connection can be kept. A chunk that fails (the generator raised, or took longer than the
+        predict timeout) ends the stream with a last line saying so."""
+        loop = asyncio.get_running_loop()
+        started = False
+        try:
+            while True:
+                try:
+                    more, chunk = await asyncio.wait_for(loop.run_in_executor(self.pool, stream.next),
+                                                         self.predict_timeout)
+                except asyncio.TimeoutError:  # noqa: UP041 - see _run_predict
+                    self._recycle()
+                    failure: str | None = f"predict() did not yield its next chunk within {self.predict_timeout:g} s"
+                except Exception as exc:  # noqa: BLE001 - the user's generator failed; the caller hears why
+                    traceback.print_exc()
+                    failure = f"predict() raised {type(exc).__name__}: {exc}"
+                else:
+                    failure = None
+                if not started:
+                    if failure is not None:
+                        status = 504 if "did not yield" in failure else 500
+                        self._write(writer, status, {"detail": failure}, False)
+                        return False
+                    writer.write((f"HTTP/1.1 200 OK\r\nContent-Type: {chunk_type(chunk) if more else 'text/plain'}"
+                                  "\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n").encode())
+                    started = True
+                if failure is not None:
+                    log(failure)
+                    data = f"\n[podium] {failure}\n".encode()
+                    writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+                    return False
+                if not more:
+                    writer.write(b"0\r\n\r\n")
+                    return True
+                data = encode_chunk(chunk)
+                if data:
+                    writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    await writer.drain()
+        finally:
+            if stream.release is not None:
+                stream.release()
 
     def _recycle(self) -> None:
         """A predict() hung: stop taking calls and exit soon, so the supervisor starts a fresh server."""

@@ -38,6 +38,14 @@ for name, module in list(sys.modules.items()):
         assert path.startswith(root), f"the model imported {name} from {path}"
 if manifest["flavor"] == "custom":
     answer = predict(inputs)
+    if isinstance(answer, server.Stream):  # a streaming predict(): its chunks, in order
+        chunks = []
+        while True:
+            more, chunk = answer.next()
+            if not more:
+                break
+            chunks.append(chunk.decode() if isinstance(chunk, bytes) else chunk)
+        answer = {"streamed": chunks}
 else:
     answer = predict({"inputs": inputs})["predictions"]
 print(json.dumps(answer))

@@ -345,16 +345,6 @@ def test_it_takes_a_truss_directory_as_it_is(build, load_bundle, tmp_path):
     assert load_bundle(bundle.root, {"name": "Ada"}) == {"output": "Hello, Ada"}
 
 
-def test_the_small_yaml_reader_reads_what_truss_writes():
-    from podium.truss import read_simple_yaml
-
-    data = read_simple_yaml(textwrap.dedent(TRUSS_CONFIG) + "secrets: {}\nexternal_package_dirs: []\n")
-    assert data["model_name"] == "Hello Truss"
-    assert data["requirements"] == ["numpy==2.1.3", "requests>=2"]
-    assert data["resources"] == {"cpu": "500m", "memory": "2Gi", "use_gpu": False}
-    assert data["external_package_dirs"] == []
-
-
 # -- requirements ---------------------------------------------------------------------------------------------------
 
 

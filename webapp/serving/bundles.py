@@ -16,10 +16,12 @@ import re
 import shutil
 import tarfile
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sandbox.spec import ENV_NAME, RESERVED_ENV_PREFIXES
 
 RUNTIME_DIR = Path(settings.BASE_DIR) / "sandbox" / "runtime"
 ENTRYPOINT = re.compile(r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,6 +45,26 @@ class ManifestResources(BaseModel):
     gpus: int = Field(default=0, ge=0, le=8)
 
 
+class TrussManifest(BaseModel):
+    """What a Truss's config.yaml asks of the model server (client/podium/truss.py makes it)."""
+
+    model_config = ConfigDict(extra="ignore")
+    config: dict[str, Any] = Field(default_factory=dict, description="the whole config.yaml, as JSON")
+    python_path: list[str] = Field(default_factory=list, max_length=32, description="bundle dirs on sys.path")
+    data_dir: str = "data"
+    secrets: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("python_path")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        return [_safe_relative(path) for path in value]
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: str) -> str:
+        return _safe_relative(value)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
     format: int = 1
@@ -54,6 +76,21 @@ class Manifest(BaseModel):
     resources: ManifestResources = ManifestResources()
     replicas: int = Field(default=1, ge=1, le=16)
     concurrency: int = Field(default=1, ge=1, le=64, description="predict() calls a replica runs at once")
+    env: dict[str, str] = Field(default_factory=dict, max_length=200, description="the model server's environment")
+    truss: TrussManifest | None = None
+    warnings: list[str] = Field(default_factory=list, max_length=100, description="what packaging did not honour")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.match(name):
+                raise ValueError(f"environment variable {name!r} is not a valid name")
+            if name.upper().startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"environment variable {name} is set by Podium; choose another name")
+            if "\0" in text or len(text) > 32768:
+                raise ValueError(f"environment variable {name} must be text of at most 32 KiB without NUL")
+        return value
 
     @field_validator("entrypoint")
     @classmethod

@@ -111,6 +111,7 @@ def _spec(version: ModelVersion, environment: Path) -> SandboxSpec:
                  "--predict-timeout", str(settings.PODIUM_PREDICT_TIMEOUT_S)],
         code_dir=actions.version_dir(version) / "code",
         environment=environment,
+        env=dict(version.manifest.get("env") or {}),
         replicas=version.replicas,
         resources=Resources(cpu=version.cpu, memory_mib=version.memory_mib, gpus=version.gpus),
         network=Network.OUTBOUND if version.workspace.allow_outbound_network else Network.NONE,

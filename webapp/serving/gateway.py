@@ -36,7 +36,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from webapp.core import invalidation
 from webapp.serving import recorder, routing
-from webapp.serving.upstream import Upstream, UpstreamError, UpstreamUnreachable
+from webapp.serving.upstream import Upstream, UpstreamError, UpstreamStream, UpstreamUnreachable
 from webapp.workspaces import key_cache
 from webapp.workspaces.auth import bearer_token
 
@@ -143,11 +143,15 @@ class Gateway:
         except GatewayError as error:
             status, body, extra = error.status, json.dumps({"detail": error.detail}).encode(), error.headers
         extra = {**extra, "x-request-id": request_id}
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            *((k.encode(), v.encode()) for k, v in extra.items()),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+        if isinstance(body, UpstreamStream):
+            size = await self._relay(send, status, body, extra)
+        else:
+            size = len(body)
+            await send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                *((k.encode(), v.encode()) for k, v in extra.items()),
+            ]})
+            await send({"type": "http.response.body", "body": body})
         if "model_id" in context:
             labels = (str(context["workspace_id"]), context["model_name"], str(context.get("version_number", "")))
             PREDICTIONS.labels(*labels, str(status)).inc()
@@ -157,12 +161,25 @@ class Gateway:
                 version_id=context.get("version_id"), alias=context.get("alias", ""),
                 api_key_id=context["api_key_id"], request_id=request_id, status_code=status,
                 latency_ms=(time.perf_counter() - started) * 1000, request_bytes=context.get("request_bytes", 0),
-                response_bytes=len(body), error=context.get("error", "")[:500] if status >= 400 else "",
+                response_bytes=size, error=context.get("error", "")[:500] if status >= 400 else "",
             )
+
+    @staticmethod
+    async def _relay(send: Send, status: int, stream: UpstreamStream, extra: dict[str, str]) -> int:
+        """A streamed answer goes on to the caller chunk by chunk (the ASGI server sends it chunked); the
+        call is recorded once the stream ends, with its latency to the last chunk."""
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", stream.content_type.encode("latin-1")),
+            *((k.encode(), v.encode()) for k, v in extra.items()),
+        ]})
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return stream.size
 
     async def _predict(
         self, scope: Scope, receive: Receive, headers: dict[str, str], context: dict[str, Any]
-    ) -> tuple[int, bytes, dict[str, str]]:
+    ) -> tuple[int, bytes | UpstreamStream, dict[str, str]]:
         match = PATH.match(scope["path"])
         if match is None:
             raise GatewayError(404, "Not found. Call POST /v1/models/<name>/predict, "
@@ -243,7 +260,8 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _hand_off(self, target: routing.Target, body: bytes, context: dict[str, Any]) -> tuple[int, bytes]:
+    async def _hand_off(self, target: routing.Target, body: bytes,
+                        context: dict[str, Any]) -> tuple[int, bytes | UpstreamStream]:
         """Send the call to the first replica that takes it; replicas that refused lately go last."""
         addresses = target.candidates()
         now = time.monotonic()
@@ -264,7 +282,7 @@ class Gateway:
 
     async def _forward(
         self, address: str, body: bytes, context: dict[str, Any], sandbox: dict[str, Any] | None = None
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes | UpstreamStream]:
         timeout = settings.PODIUM_PREDICT_TIMEOUT_S
         try:
             status, answer = await self.upstream.post(address, "/predict", body, timeout + TIMEOUT_GRACE_S)
@@ -284,6 +302,6 @@ class Gateway:
                                    {"retry-after": "1"}) from None
             raise GatewayError(502, "The model server dropped the call; it is being restarted. Retry shortly.",
                                {"retry-after": "1"}) from None
-        if status >= 400:
+        if status >= 400 and isinstance(answer, bytes):
             context["error"] = answer[:500].decode(errors="replace")
         return status, answer
