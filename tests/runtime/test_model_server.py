@@ -295,3 +295,54 @@ def test_a_hung_predict_gets_a_504_and_the_server_recycles_itself(tmp_path, serv
     assert "did not run the call" in waiting.json()["detail"]
     assert server.proc.wait(5) == 4
     assert "predict() did not return within 1 s; restarting this replica" in server.stop()
+
+
+STREAMING = """
+    import time
+
+    class Model:
+        def load(self):
+            pass
+
+        def predict(self, body):
+            if body.get("fail"):
+                return self._failing()
+            return self._chunks(body["n"])
+
+        def _chunks(self, n):
+            for i in range(n):
+                yield {"token": i}
+                time.sleep(0.2)
+
+        def _failing(self):
+            yield "first "
+            raise RuntimeError("the generator broke")
+"""
+
+
+def test_a_generator_answer_is_sent_chunk_by_chunk(serve, tmp_path):
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": STREAMING})
+    server = serve(bundle)
+    server.wait_ready()
+    arrivals = []
+    with server.client.stream("POST", "/predict", json={"n": 3}) as answer:
+        assert answer.headers["transfer-encoding"] == "chunked"
+        assert answer.headers["content-type"] == "application/x-ndjson"
+        for line in answer.iter_lines():
+            arrivals.append((time.monotonic(), json.loads(line)))
+    assert [chunk for _, chunk in arrivals] == [{"token": 0}, {"token": 1}, {"token": 2}]
+    assert arrivals[-1][0] - arrivals[0][0] > 0.3  # the first chunk came before the generator finished
+    # The connection is kept and the next call works.
+    assert server.client.post("/predict", json={"n": 1}).text == '{"token":0}\n'
+
+
+def test_a_generator_that_raises_ends_its_stream_saying_so(serve, tmp_path):
+    bundle = write_bundle(tmp_path / "b", {"flavor": "custom", "entrypoint": "model.py:Model"},
+                          {"model.py": STREAMING})
+    server = serve(bundle)
+    server.wait_ready()
+    answer = server.client.post("/predict", json={"fail": True})
+    assert answer.status_code == 200
+    assert answer.text == "first \n[podium] predict() raised RuntimeError: the generator broke\n"
+    assert "RuntimeError: the generator broke" in server.stop()
