@@ -78,6 +78,56 @@ class AnswerTooDeep(Exception):
 
 # Loading ----------------------------------------------------------------------
 
+# What the loader is doing, for the headline of a failure: "load() raised KeyError: 'x' (model.py:14)".
+_phase = ["loading the bundle"]
+PODIUM_FILES = ("model_server.py", "test_harness.py", "warm_runner.py")
+
+
+def _inside(bundle: str, filename: str | None) -> str | None:
+    if not filename:
+        return None
+    path = os.path.abspath(filename)
+    if path.startswith(bundle.rstrip("/") + "/"):
+        return os.path.relpath(path, bundle)
+    return None
+
+
+def describe(exc: BaseException, bundle: str) -> dict[str, Any]:
+    """The exception as a member should see it: type, message, the traceback of their own code (Podium's
+    frames and Python's import machinery folded away, paths relative to the bundle), and the innermost
+    line of the bundle it passed through."""
+    path = line = None
+    if isinstance(exc, SyntaxError) and _inside(bundle, exc.filename):
+        path, line = _inside(bundle, exc.filename), exc.lineno
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            where = _inside(bundle, frame.filename)
+            if where is not None:
+                path, line = where, frame.lineno
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": user_traceback(exc, bundle),
+            "line": line, "path": path}
+
+
+def user_traceback(exc: BaseException, bundle: str) -> str:
+    """The traceback from the first frame of the user's bundle on (what called it is Podium's plumbing),
+    without Python's import machinery; all of it when no frame is the bundle's (a library raised)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.basename(f.filename) not in PODIUM_FILES and not f.filename.startswith("<frozen")]
+    first = next((n for n, f in enumerate(frames) if _inside(bundle, f.filename)), 0)
+    frames = frames[first:]
+    text = "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                    *traceback.format_exception_only(type(exc), exc)])
+    text = text.replace(bundle.rstrip("/") + "/", "")
+    return text.replace(sys.prefix, "<environment>") if sys.prefix != sys.base_prefix else text
+
+
+def headline(exc: BaseException, bundle: str) -> str:
+    """One line that leads with the user's error and where it happened."""
+    info = describe(exc, bundle)
+    where = f" ({info['path']}:{info['line']})" if info["path"] else ""
+    message = f"{info['type']}: {info['message']}" if info["message"] else info["type"]
+    return f"{_phase[0]} raised {message}{where}"
+
 
 def _import_entrypoint(bundle: str, entrypoint: str) -> Any:
     """Import ``path/to/file.py:Name`` as module ``path.to.file`` (so relative imports work) and
@@ -88,6 +138,7 @@ def _import_entrypoint(bundle: str, entrypoint: str) -> Any:
     if not os.path.isfile(os.path.join(bundle, path)):
         raise BundleError(f"entrypoint file {path!r} is not in the bundle")
     module_name = path[: -len(".py")].replace("/", ".")
+    _phase[0] = f"importing {path}"
     module = importlib.import_module(module_name)
     try:
         return getattr(module, class_name)
@@ -268,6 +319,7 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
         import joblib  # type: ignore[import-not-found]
         import numpy  # type: ignore[import-not-found]
 
+        _phase[0] = f"joblib.load() of {artifact}"
         estimator = joblib.load(artifact_path)
 
         def predict_sklearn(body: Any) -> Any:
@@ -277,6 +329,7 @@ def load_predictor(bundle: str) -> Callable[[Any], Any]:
     if flavor in ("torchscript", "torch_state"):
         import torch  # type: ignore[import-not-found]
 
+        _phase[0] = f"loading {artifact}"
         if flavor == "torchscript":
             module = torch.jit.load(artifact_path, map_location="cpu")
         else:
@@ -307,9 +360,11 @@ def _custom_predictor(bundle: str, manifest: dict[str, Any]) -> Callable[[Any], 
         sys.path.insert(1, os.path.join(bundle, path))  # after the bundle root: packages/, external dirs
     cls = _import_entrypoint(bundle, manifest.get("entrypoint") or "")
     kwargs = _truss_kwargs(bundle, cls, manifest) if manifest.get("truss") else {}
+    _phase[0] = f"{getattr(cls, '__name__', 'the model')}()"
     instance = cls(**kwargs) if isinstance(cls, type) else cls
     loop = ModelLoop()
     if hasattr(instance, "load"):
+        _phase[0] = "load()"
         loop.resolve(instance.load())
     if not callable(getattr(instance, "predict", None)):
         raise BundleError(f"{manifest.get('entrypoint')} has no predict() method")
@@ -347,8 +402,9 @@ class Server:
         try:
             self.predictor = await asyncio.get_running_loop().run_in_executor(self.pool, load_predictor, self.bundle)
         except BaseException as exc:  # noqa: BLE001 - any failure to load ends the server
-            traceback.print_exc()
-            log(f"load failed: {type(exc).__name__}: {exc}")
+            # The user's own frames once, then the one line the deploy shows first (deploy.py reads it).
+            sys.stderr.write(user_traceback(exc, self.bundle))
+            log(f"load failed: {headline(exc, self.bundle)}")
             os._exit(EXIT_LOAD_FAILED)
         log(f"model loaded in {time.monotonic() - started:.2f}s; ready")
         self.loaded.set()

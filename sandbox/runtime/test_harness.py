@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 RESULT_PREFIX = "@@podium-test-result@@ "
@@ -29,29 +28,6 @@ RESULT_PREFIX = "@@podium-test-result@@ "
 def note(message: str) -> None:
     sys.stderr.write(f"[podium] {message}\n")
     sys.stderr.flush()
-
-
-def _inside(bundle: str, filename: str | None) -> str | None:
-    if not filename:
-        return None
-    path = os.path.abspath(filename)
-    if path.startswith(bundle.rstrip("/") + "/"):
-        return os.path.relpath(path, bundle)
-    return None
-
-
-def describe(exc: BaseException, bundle: str) -> dict[str, Any]:
-    """The exception as the editor shows it: type, message, traceback and the failing line."""
-    path = line = None
-    if isinstance(exc, SyntaxError) and _inside(bundle, exc.filename):
-        path, line = _inside(bundle, exc.filename), exc.lineno
-    else:
-        for frame in traceback.extract_tb(exc.__traceback__):
-            where = _inside(bundle, frame.filename)
-            if where is not None:
-                path, line = where, frame.lineno
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": text, "line": line, "path": path}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -77,15 +53,16 @@ def main(argv: list[str]) -> int:
         sample = json.load(handle)
     os.chdir(bundle)  # models open their files by relative path, as in the model server
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from model_server import Stream, load_predictor  # noqa: PLC0415 - beside this file in the sandbox
+    from model_server import Stream, describe, load_predictor  # noqa: PLC0415 - beside this file in the sandbox
 
     note("loading the model")
     started = time.perf_counter()
     try:
         predict = load_predictor(bundle)
     except BaseException as exc:  # noqa: BLE001 - whatever the user's code raises is the result
-        traceback.print_exc()
-        report({"ok": False, "step": "load", "error": describe(exc, bundle)})
+        error = describe(exc, bundle)
+        sys.stderr.write(error["traceback"])  # the user's own frames, once
+        report({"ok": False, "step": "load", "error": error})
         return 1
     load_ms = (time.perf_counter() - started) * 1000
     note(f"loaded in {load_ms:.0f} ms; calling predict() on the sample input")
@@ -96,8 +73,9 @@ def main(argv: list[str]) -> int:
             answer = collect(answer)
         json.dumps(answer)
     except BaseException as exc:  # noqa: BLE001
-        traceback.print_exc()
-        report({"ok": False, "step": "predict", "error": describe(exc, bundle)})
+        error = describe(exc, bundle)
+        sys.stderr.write(error["traceback"])
+        report({"ok": False, "step": "predict", "error": error})
         return 1
     predict_ms = (time.perf_counter() - started) * 1000
     note(f"predict() answered in {predict_ms:.1f} ms")

@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from podium.errors import BundleError
+
 from tests.client.test_bundle import manifest, write
 
 CONFIG = """

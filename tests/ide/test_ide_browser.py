@@ -41,7 +41,7 @@ from tests.conftest import PASSWORD, Person, key_for, make_user
 from tests.sandbox.conftest import sandboxes_possible, start_supervisor, stop_supervisor
 from webapp.ide import actions as ide_actions
 from webapp.ide.models import ModelSource
-from webapp.serving.models import Model
+from webapp.serving.models import Model, ModelVersion
 from webapp.workspaces import actions as workspace_actions
 from webapp.workspaces.models import Membership, Workspace
 
@@ -262,6 +262,19 @@ def test_a_new_user_writes_tests_deploys_and_calls_a_model_from_the_browser(
             expect(page.locator("[data-ide]")).to_have_attribute("data-error-line", f"model.py:{failing}")
             expect(page.locator(".monaco-editor .ide-error-line")).to_be_visible()
             shot(page, "10-failing-line-marked")
+
+            # Deploying after a failed Test asks first; saying no makes no version.
+            questions: list[str] = []
+
+            def decline(dialog: Any) -> None:
+                questions.append(dialog.message)
+                dialog.dismiss()
+
+            page.once("dialog", decline)
+            page.get_by_role("button", name="Deploy").click()
+            expect(page.locator("[data-ide]")).to_have_attribute("data-dirty", "true")  # nothing was saved
+            assert questions and questions[0].startswith("The last test run of this code failed. Deploy it anyway?")
+            assert ModelVersion.objects.filter(model__name="iris").count() == 1
 
             # Both calls are in the model's recent calls.
             page.goto("/w/nora-lab/models/iris")

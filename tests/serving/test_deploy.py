@@ -122,17 +122,30 @@ def test_a_failing_load_names_the_step_and_keeps_the_old_version(deployer, invok
 
     assert upload(deployer, "greeter", custom_bundle(ECHO, **{"greeting.txt": "still here"})).status_code == 201
     broken = custom_bundle("""
+        import helpers
+
+
         class Model:
             def load(self):
-                raise RuntimeError("the weights are corrupt")
+                print("reading the weights")
+                self.config = helpers.settings()
 
             def predict(self, body):
                 return body
-    """)
+    """, **{"helpers.py": """
+        def settings():
+            return {}["inputs"]
+    """})
     assert upload(deployer, "greeter", broken).status_code == 201
     version = deployer.get("/api/v1/workspaces/acme/models/greeter/versions/2").json()
-    assert version["status"] == "failed" and version["failed_step"] == "ready"
-    assert "RuntimeError: the weights are corrupt" in version["error"]
+    assert version["status"] == "failed" and version["failed_step"] == "load"
+    error = version["error"]
+    # The user's own error and where it happened lead; its traceback follows once, with only their frames.
+    assert error.startswith("load() raised KeyError: 'inputs' (helpers.py:3)\n"), error
+    assert error.count("Traceback (most recent call last)") == 1
+    assert 'File "model.py", line 8, in load' in error and 'File "helpers.py", line 3, in settings' in error
+    assert "model_server.py" not in error and "/code/" not in error and "importlib" not in error
+    assert "Printed before it failed:\nreading the weights" in error
     answer = asyncio.run(predict(invoke_key, "/v1/models/greeter/predict", {}))
     assert answer.json()["greeting"] == "still here"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import textwrap
 
-import pytest
-
 import podium
+import pytest
 from podium.bundle import make_tarball
+
 from tests.conftest import bearer, key_for
 from tests.serving.conftest import gateway
 from tests.serving.test_deploy import upload

@@ -7,8 +7,9 @@ Steps, each recorded on the version as it starts and ends:
    their hash; the build output is kept in ``<version dir>/build.log``.
 2. ``start``: the executor starts ``replicas`` model-server sandboxes mounting
    the version's code read-only.
-3. ``ready``: every replica answers ``GET /ready``. A replica that exits first
-   (``load()`` raised, a limit was hit) fails the step with its logs.
+3. ``load``: every replica has loaded the model and answers ``GET /ready``. A
+   replica that exits first (``load()`` raised, a limit was hit) fails the step,
+   leading with the user's own error and where it happened.
 
 When all steps pass, a version uploaded with ``promote`` takes the production
 alias (the rollout: the new replicas are ready before traffic moves, and the
@@ -28,7 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from sandbox import SandboxError, SandboxHandle, SandboxSpec, get_executor
+from sandbox import LogLine, SandboxError, SandboxHandle, SandboxSpec, get_executor
 from sandbox.spec import Network, Resources
 from webapp.serving import actions, environments
 from webapp.serving.models import AliasRoute, ModelVersion
@@ -59,7 +60,7 @@ def run_deploy(version_id: int) -> None:
         environment = _environment(version)
         step = "start"
         handle = _start(version, environment)
-        step = "ready"
+        step = "load"
         _wait_ready(version, handle)
     except StepFailed as failure:
         _fail(version, failure.step, failure.message)
@@ -70,7 +71,7 @@ def run_deploy(version_id: int) -> None:
         return
     # "ready" and the rollout commit together: whoever sees the version ready sees it serving.
     with transaction.atomic():
-        actions.mark_step(version, "ready", "done", status="ready", ready_at=timezone.now())
+        actions.mark_step(version, "load", "done", status="ready", ready_at=timezone.now())
         if version.manifest.get("promote", True):
             _promote(version)
     if version.manifest.get("promote", True):
@@ -129,22 +130,50 @@ def _start(version: ModelVersion, environment: Path) -> SandboxHandle:
 
 
 def _wait_ready(version: ModelVersion, handle: SandboxHandle) -> None:
-    actions.mark_step(version, "ready", "running")
+    actions.mark_step(version, "load", "running")
     executor = get_executor()
     deadline = time.monotonic() + settings.PODIUM_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         status = executor.poll(handle)
         if status.done or status.restarts > 0:
             executor.stop(handle, grace_s=1)
-            tail = "\n".join(line.text for line in executor.logs(handle, tail=40))
-            reason = status.reason or f"the model server exited with code {status.exit_code}"
-            raise StepFailed("ready", f"The model server stopped before it was ready: {reason}.\n{tail}".strip())
+            lines = list(executor.logs(handle, tail=400))
+            raise StepFailed("load", load_failure(lines, status.reason, status.exit_code))
         addresses = executor.addresses(handle)
         if len(addresses) == version.replicas and all(_answers_ready(a) for a in addresses):
             return
         time.sleep(0.05)
     executor.stop(handle, grace_s=1)
-    raise StepFailed("ready", f"The model server was not ready after {settings.PODIUM_READY_TIMEOUT_S} s.")
+    raise StepFailed("load", f"The model was not loaded after {settings.PODIUM_READY_TIMEOUT_S} s "
+                             "(PODIUM_READY_TIMEOUT_S): load() may be waiting on something.")
+
+
+LOAD_FAILED = "[podium] load failed: "
+
+
+def load_failure(lines: list[LogLine], reason: str | None, exit_code: int | None) -> str:
+    """What a member reads when the model server ended before it was ready: the user's own error and
+    where it happened first (the model server's ``load failed:`` line), then its traceback once (of the
+    last attempt, when the supervisor had restarted it), then what that attempt printed; else the sandbox's
+    reason (a limit hit, a signal)."""
+    last = max((n for n, line in enumerate(lines) if line.text.startswith(LOAD_FAILED)), default=None)
+    if last is None:
+        why = reason or (f"exited with code {exit_code}" if exit_code is not None else "stopped")
+        tail = "\n".join(line.text for line in lines[-20:])
+        return f"The model server stopped before the model was loaded: {why}.\n\n{tail}".strip()
+    # The attempt began after the supervisor's previous line (a restart), or with the log.
+    begun = max((n for n, line in enumerate(lines[:last]) if line.stream == "system"), default=-1) + 1
+    attempt = [line for line in lines[begun:last] if not line.text.startswith("[podium]")]
+    start = next((n for n, line in enumerate(attempt) if line.text.startswith("Traceback (most recent call")),
+                 len(attempt))
+    traceback = "\n".join(line.text for line in attempt[start:] if line.stream == "stderr")
+    printed = [line.text for line in attempt[:start] if line.stream == "stdout"][-10:]
+    parts = [lines[last].text[len(LOAD_FAILED):], traceback]
+    if reason and "limit" in reason:
+        parts.insert(1, reason)
+    if printed:
+        parts.append("Printed before it failed:\n" + "\n".join(printed))
+    return "\n\n".join(part for part in parts if part)
 
 
 def _answers_ready(address: str) -> bool:

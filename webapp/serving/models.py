@@ -22,7 +22,7 @@ from django.utils import timezone
 from webapp.workspaces.models import ApiKey, Workspace
 
 VERSION_STATES = ["queued", "building", "starting", "ready", "failed", "stopping", "stopped"]
-STEPS = ["environment", "start", "ready"]
+STEPS = ["environment", "start", "load"]  # versions deployed before 2026-12 name the last one "ready"
 
 
 class Model(models.Model):

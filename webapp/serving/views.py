@@ -45,7 +45,7 @@ from webapp.workspaces.views import page, workspace_page
 METRICS_MINUTES = 60
 RECENT_CALLS = 20
 ARRAY_FLAVORS = ("sklearn", "torchscript", "torch_state")
-STEP_LABELS = {"environment": "Environment", "start": "Start sandbox", "ready": "Ready check"}
+STEP_LABELS = {"environment": "Environment", "start": "Start sandbox", "load": "Load model", "ready": "Ready check"}
 RUNNING = ("queued", "building", "starting", "stopping")
 MODEL_FRAGMENTS = {
     "routing": "serving/_routing.html",

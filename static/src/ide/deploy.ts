@@ -22,7 +22,9 @@ interface Version {
   failed_step?: string | null;
 }
 
-const LABELS: Record<string, string> = { environment: "Environment", start: "Start sandbox", ready: "Ready check" };
+const LABELS: Record<string, string> = {
+  environment: "Environment", start: "Start sandbox", load: "Load model", ready: "Ready check",
+};
 const DEFAULT_STEPS = ["environment", "start", "ready"];
 const POLL_MS = 3000;
 

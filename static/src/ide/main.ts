@@ -753,6 +753,9 @@ class Ide {
 
   private async deploy(): Promise<void> {
     const button = this.root.querySelector<HTMLButtonElement>('[data-action="deploy"]');
+    const question = "The last test run of this code failed. Deploy it anyway? The version will most likely fail at "
+      + "the same step; the version serving now keeps serving.";
+    if (this.tests?.lastOutcome === "failed" && !window.confirm(question)) return;
     if (button) button.disabled = true;
     try {
       if (this.dirty() && !(await this.save())) return;

@@ -119,6 +119,12 @@ export class TestPanel {
     return this.root.querySelector<HTMLElement>(selector) as HTMLElement;
   }
 
+  /** How the member's last test run in this editor ended ("passed", "failed"), if one did. */
+  get lastOutcome(): string | undefined {
+    const state = this.root.dataset.runStatus;
+    return state && FINAL.has(state) ? state : undefined;
+  }
+
   private setStatus(state: string, label: string): void {
     const badge = this.part("[data-run-status]");
     badge.textContent = label;
