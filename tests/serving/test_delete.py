@@ -145,3 +145,19 @@ def test_calls_waiting_to_be_recorded_survive_their_version_being_deleted(acme, 
     assert recorder.flush() == 3
     assert dict(Invocation.objects.filter(request_id__in="abc").values_list("request_id", "version_id")) == {
         "a": keep.pk, "b": None, "c": None}
+
+
+def test_a_stopped_or_failed_version_answers_410_saying_so(deployer, invoke_key, acme):
+    assert upload(deployer, "greeter", ANSWER).status_code == 201
+    assert upload(deployer, "greeter", ANSWER).status_code == 201
+    assert deployer.post("/api/v1/workspaces/acme/models/greeter/versions/1/stop").status_code == 200
+    answer = asyncio.run(predict(invoke_key, "/v1/models/greeter/versions/1/predict", {}))
+    assert answer.status_code == 410, answer.text
+    assert answer.json()["detail"].startswith("Version 1 of 'greeter' is stopped.")
+    assert "retry-after" not in answer.headers
+    broken = custom_bundle("class Model:\n    def load(self):\n        raise RuntimeError('no')\n\n"
+                           "    def predict(self, body):\n        return body\n")
+    assert upload(deployer, "greeter", broken).status_code == 201
+    failed = asyncio.run(predict(invoke_key, "/v1/models/greeter/versions/3/predict", {}))
+    assert failed.status_code == 410
+    assert "failed to deploy (at its load step)" in failed.json()["detail"]

@@ -203,7 +203,7 @@ class Gateway:
             try:
                 route = await sync_to_async(routing.resolve, thread_sensitive=False)(*route_args)
             except routing.NotFound as exc:
-                raise GatewayError(404, str(exc)) from None
+                raise GatewayError(exc.status, str(exc)) from None
         elif not fresh:
             self._refresh_in_background(route_args)
         context.update(model_id=route.model_id, model_name=route.model_name, alias=route.alias)

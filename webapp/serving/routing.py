@@ -65,6 +65,15 @@ class Route:
 class NotFound(Exception):
     """The model, version or alias does not exist; the message names which."""
 
+    status = 404
+
+
+class Gone(NotFound):
+    """The version exists but will never answer again (stopped, or its deploy failed): a 410 saying so,
+    never a 503 "retry shortly" that no retry could satisfy."""
+
+    status = 410
+
 
 _cache: dict[tuple[int, str, str], tuple[float, Route]] = {}
 _lock = threading.Lock()
@@ -131,6 +140,12 @@ def _load(workspace_id: int, model_name: str, alias: str | None, number: int | N
         version = ModelVersion.objects.filter(model=model, number=number).first()
         if version is None:
             raise NotFound(f"Model '{model_name}' has no version {number}.")
+        if version.status in ("stopping", "stopped"):
+            raise Gone(f"Version {number} of '{model_name}' is stopped. Call /v1/models/{model_name}/predict "
+                       "(its production alias), or deploy a new version.")
+        if version.status == "failed":
+            raise Gone(f"Version {number} of '{model_name}' failed to deploy (at its {version.failed_step or 'deploy'} "
+                       "step) and never served; see the version's page, fix it and deploy again.")
         versions = [(version, 100)]
         label = ""
     else:

@@ -434,7 +434,7 @@ def _forward(access: Access, model: Model, alias: str, body: bytes) -> TryResult
     try:
         route = routing.resolve(access.workspace.pk, model.name, alias)
     except routing.NotFound as exc:
-        return TryResult(404, _detail(str(exc)), error=str(exc))
+        return TryResult(exc.status, _detail(str(exc)), error=str(exc))
     target = route.pick()
     address = target.pick_address() if target else None
     if target is None or address is None:
