@@ -294,22 +294,25 @@ def test_the_model_page_charts_the_last_hour_per_version(alice: Person, churn: M
     for latency in (10, 20, 30, 40):
         call(churn, v2, latency=latency, minutes_ago=0)
     call(churn, v2, status=500, error="boom", minutes_ago=0)
+    call(churn, v2, status=422, error="predict() rejected the input", minutes_ago=0)
     call(churn, v2, minutes_ago=75)  # outside the window
     response = signed_in(alice).get(reverse("ws-model", args=["acme", "churn"]))
     metrics = response.context["metrics"]
     assert len(metrics["minutes"]) == 60
     assert [s["label"] for s in metrics["versions"]] == ["v2", "v1"]
     v2_series = metrics["versions"][0]
-    assert v2_series["total"] == 5 and v2_series["total_errors"] == 1
+    # Calls the model refused (4xx) are counted apart from calls that failed (5xx).
+    assert (v2_series["total"], v2_series["total_errors"], v2_series["total_refused"]) == (6, 1, 1)
     minute = max(i for i, n in enumerate(v2_series["requests"]) if n)
     assert minute >= 58  # this minute (or the one before, if the clock just turned)
-    assert v2_series["requests"][minute] == 5
-    assert v2_series["error_rate"][minute] == 20.0
-    # Latencies 10, 12.5 (the failed call), 20, 30, 40: PostgreSQL's continuous percentiles.
-    assert (v2_series["p50"][minute], v2_series["p95"][minute], v2_series["p99"][minute]) == (20.0, 38.0, 39.6)
-    assert v2_series["latest"] == {"p50": 20.0, "p95": 38.0, "p99": 39.6}
+    assert v2_series["requests"][minute] == 6
+    assert v2_series["error_rate"][minute] == v2_series["refused_rate"][minute] == 16.67
+    # Latencies 10, 12.5, 12.5 (the failed and refused calls), 20, 30, 40: PostgreSQL's continuous percentiles.
+    assert (v2_series["p50"][minute], v2_series["p95"][minute], v2_series["p99"][minute]) == (16.25, 37.5, 39.5)
+    assert v2_series["latest"] == {"p50": 16.25, "p95": 37.5, "p99": 39.5}
     assert v2_series["p50"][0] is None  # no calls that minute: a gap, not a zero
     body = response.content.decode()
+    assert "6 calls · 1 refused (4xx) · 1 failed (5xx)" in body
     assert '<script id="metrics-data" type="application/json">' in body
     assert 'data-chart="latency"' in body
 

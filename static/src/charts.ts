@@ -14,7 +14,9 @@ interface VersionSeries {
   label: string;
   requests: number[];
   errors: number[];
+  refused: number[];
   error_rate: (number | null)[];
+  refused_rate: (number | null)[];
   p50: (number | null)[];
   p95: (number | null)[];
   p99: (number | null)[];
@@ -26,7 +28,9 @@ interface Metrics {
 }
 
 const HEIGHT = 150;
-const COLORS = { requests: "#4f46e5", errors: "#d92d20", p50: "#4f46e5", p95: "#f79009", p99: "#d92d20" };
+const COLORS = {
+  requests: "#4f46e5", errors: "#d92d20", refused: "#f79009", p50: "#4f46e5", p95: "#f79009", p99: "#d92d20",
+};
 const FONT = '11px ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 
 let plots: { plot: uPlot; box: HTMLElement }[] = [];
@@ -62,7 +66,8 @@ function optionsFor(kind: string, width: number): uPlot.Options {
   const base = {
     width, height: HEIGHT, padding: [8, 8, 0, 0] as uPlot.Padding,
     cursor: { drag: { x: false, y: false }, points: { size: 6 } },
-    legend: { show: kind === "latency", live: true },
+    // Every chart's legend names its lines and, under the cursor, their figures (otherwise the last minute's).
+    legend: { show: kind !== "requests", live: true },
   };
   if (kind === "requests") {
     return {
@@ -80,7 +85,7 @@ function optionsFor(kind: string, width: number): uPlot.Options {
       ...base,
       scales: { x, y: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil((max ?? 0) * 1.15))] } },
       axes: axes("%"),
-      series: [{}, line("errors", COLORS.errors, "%")],
+      series: [{}, line("4xx", COLORS.refused, "%"), line("5xx", COLORS.errors, "%")],
     };
   }
   return {
@@ -94,7 +99,7 @@ function optionsFor(kind: string, width: number): uPlot.Options {
 function dataFor(kind: string, metrics: Metrics, series: VersionSeries): uPlot.AlignedData {
   const x = metrics.minutes;
   if (kind === "requests") return [x, series.requests];
-  if (kind === "error_rate") return [x, series.error_rate];
+  if (kind === "error_rate") return [x, series.refused_rate, series.error_rate];
   return [x, series.p50, series.p95, series.p99];
 }
 

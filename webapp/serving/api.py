@@ -195,6 +195,7 @@ METRICS_SQL = """
 SELECT date_trunc('minute', i.created_at) AS minute, v.number,
        count(*) AS requests,
        count(*) FILTER (WHERE i.status_code >= 500) AS errors,
+       count(*) FILTER (WHERE i.status_code BETWEEN 400 AND 499) AS refused,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY i.latency_ms) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY i.latency_ms) AS p95,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY i.latency_ms) AS p99
@@ -208,7 +209,8 @@ class MetricsView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read"}
 
     @extend_schema(parameters=[OpenApiParameter("minutes", int, description="window, default 60, at most 1440")],
-                   responses={200: dict}, summary="Requests, errors and latency percentiles per minute and version",
+                   responses={200: dict},
+                   summary="Requests, failed (5xx) and refused (4xx) calls, latency percentiles per minute, version",
                    tags=["models"])
     def get(self, request: Request, slug: str, name: str) -> Response:
         try:
@@ -221,9 +223,10 @@ class MetricsView(_VersionView):
             rows = cursor.fetchall()
         series = [
             {"minute": minute.isoformat(), "version": number, "requests": requests, "errors": errors,
-             "error_rate": errors / requests if requests else 0.0,
+             "refused": refused, "error_rate": errors / requests if requests else 0.0,
+             "refused_rate": refused / requests if requests else 0.0,
              "p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3)}
-            for minute, number, requests, errors, p50, p95, p99 in rows
+            for minute, number, requests, errors, refused, p50, p95, p99 in rows
         ]
         return Response({"minutes": minutes, "series": series})
 

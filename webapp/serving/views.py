@@ -218,22 +218,24 @@ def _metrics(model: Model, minutes: int = METRICS_MINUTES) -> dict[str, Any]:
         cursor.execute(METRICS_SQL, [model.pk, slots[0]])
         rows = cursor.fetchall()
     series: dict[int | None, dict[str, Any]] = {}
-    for minute, number, requests, errors, p50, p95, p99 in rows:
+    for minute, number, requests, errors, refused, p50, p95, p99 in rows:
         i = index.get(int(minute.timestamp()))
         if i is None:
             continue
         entry = series.setdefault(number, {
             "number": number, "label": f"v{number}" if number is not None else "no version",
-            **{key: [0] * minutes for key in ("requests", "errors")},
-            **{key: [None] * minutes for key in ("error_rate", "p50", "p95", "p99")},
+            **{key: [0] * minutes for key in ("requests", "errors", "refused")},
+            **{key: [None] * minutes for key in ("error_rate", "refused_rate", "p50", "p95", "p99")},
         })
-        entry["requests"][i], entry["errors"][i] = requests, errors
+        entry["requests"][i], entry["errors"][i], entry["refused"][i] = requests, errors, refused
         entry["error_rate"][i] = round(100 * errors / requests, 2) if requests else None
+        entry["refused_rate"][i] = round(100 * refused / requests, 2) if requests else None
         entry["p50"][i], entry["p95"][i], entry["p99"][i] = (round(p, 2) for p in (p50, p95, p99))
     ordered = sorted(series.values(), key=lambda s: -(s["number"] or 0))
     for entry in ordered:
         entry["total"] = sum(entry["requests"])
         entry["total_errors"] = sum(entry["errors"])
+        entry["total_refused"] = sum(entry["refused"])
         last = max((i for i, value in enumerate(entry["p50"]) if value is not None), default=None)
         entry["latest"] = {key: entry[key][last] for key in ("p50", "p95", "p99")} if last is not None else None
     return {"minutes": [int(slot.timestamp()) for slot in slots], "versions": ordered}
