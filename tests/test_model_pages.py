@@ -528,3 +528,23 @@ def test_the_model_page_routes_in_every_role_have_permissions() -> None:
         "ws-model-version": {"GET": "models.read"}, "ws-model-version-stop": {"POST": "models.deploy"},
     }
 
+
+
+def test_try_it_and_the_snippets_start_from_the_models_sample_input(alice: Person, churn: Model) -> None:
+    from webapp.ide.models import ModelSource
+
+    # (PostgreSQL's jsonb keeps keys shortest first.)
+    ModelSource.objects.create(workspace=churn.workspace, model=churn, files={},
+                               sample_input={"n": None, "text": "it's great"})
+    body = html.unescape(signed_in(alice).get(reverse("ws-model", args=["acme", "churn"])).content.decode())
+    assert """>{"n": null, "text": "it's great"}</textarea>""" in body  # the Try it form
+    assert """-d '{"n": null, "text": "it'\\''s great"}'""" in body  # one shell word
+    assert """json={'n': None, 'text': "it's great"},""" in body  # a Python literal
+
+
+def test_a_trusss_example_input_is_the_sample_when_the_editor_has_none(alice: Person, churn: Model) -> None:
+    v2 = ModelVersion.objects.get(model=churn, number=2)
+    v2.manifest = {**v2.manifest, "truss": {"config": {"model_metadata": {"example_model_input": {"prompt": "hi"}}}}}
+    v2.save(update_fields=["manifest"])
+    body = html.unescape(signed_in(alice).get(reverse("ws-model", args=["acme", "churn"])).content.decode())
+    assert """-d '{"prompt": "hi"}'""" in body

@@ -154,6 +154,8 @@ def _finish(
     for key in ("concurrency", "env", "truss", "warnings"):
         if settings.get(key):
             manifest[key] = settings[key]
+    if settings.get("sample_input") is not None:
+        manifest["sample_input"] = settings["sample_input"]
     _validate(dest, manifest)
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     (dest / "requirements.txt").write_text("".join(f"{line}\n" for line in reqs))
@@ -520,7 +522,7 @@ def _directory(src: Path, dest: Path) -> dict[str, Any]:
 
         return {**truss_settings(src, dest), **{k: v for k, v in user.items() if k != "requirements"}}
     settings: dict[str, Any] = {"flavor": user.get("flavor", "custom"), "name": user.get("name") or slug(src.name)}
-    for key in ("artifact", "description", "resources", "replicas", "python", "init_kwargs"):
+    for key in ("artifact", "description", "resources", "replicas", "python", "init_kwargs", "sample_input"):
         if key in user:
             settings[key] = user[key]
     if user.get("entrypoint"):

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -241,10 +242,31 @@ def _metrics(model: Model, minutes: int = METRICS_MINUTES) -> dict[str, Any]:
     return {"minutes": [int(slot.timestamp()) for slot in slots], "versions": ordered}
 
 
-def _example_body(version: ModelVersion | None) -> str:
+def _example_body(model: Model, version: ModelVersion | None) -> str:
+    """The body "Try it" and the snippets start from: the model's own sample input (the editor's, else the
+    version's podium.json ``sample_input`` or its Truss's ``model_metadata.example_model_input``), so the
+    first call a member makes is one the model accepts."""
+    try:
+        sample = model.source.sample_input  # type: ignore[attr-defined]  # the editor's (webapp.ide)
+    except ObjectDoesNotExist:
+        sample = None
+    manifest = version.manifest if version is not None else {}
+    if sample is None:
+        sample = manifest.get("sample_input")
+    if sample is None:
+        metadata = ((manifest.get("truss") or {}).get("config") or {}).get("model_metadata") or {}
+        sample = metadata.get("example_model_input") if isinstance(metadata, dict) else None
+    if sample is not None:
+        return json.dumps(sample)
     if version is not None and version.flavor in ARRAY_FLAVORS:
         return '{"inputs": [[1.0, 2.0, 3.0]]}'
     return "{}"
+
+
+def _examples(body: str) -> dict[str, str]:
+    """The sample body as the form shows it, as a shell's single-quoted word, and as a Python literal."""
+    return {"example_body": body, "example_shell": body.replace("'", "'\\''"),
+            "example_python": repr(json.loads(body))}
 
 
 def _model_context(access: Access, model: Model, **extra: Any) -> dict[str, Any]:
@@ -268,7 +290,7 @@ def _model_context(access: Access, model: Model, **extra: Any) -> dict[str, Any]
         "ready_versions": data.ready,
         "alias_names": sorted({a.name for a in data.aliases} | {actions.PRODUCTION, "staging"}),
         "endpoint": endpoint_url(model.name),
-        "example_body": _example_body(serving or newest),
+        **_examples(_example_body(model, serving or newest)),
         "has_production": bool(production and production.routes),
         "metrics": metrics,
         "metrics_total": sum(v["total"] for v in metrics["versions"]),
