@@ -25,7 +25,7 @@ interface Version {
 const LABELS: Record<string, string> = {
   environment: "Environment", start: "Start sandbox", load: "Load model", ready: "Ready check",
 };
-const DEFAULT_STEPS = ["environment", "start", "ready"];
+const DEFAULT_STEPS = ["environment", "start", "load"];
 const POLL_MS = 3000;
 
 export class DeployPanel {
