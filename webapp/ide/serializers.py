@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from webapp.ide import catalog
 from webapp.ide.models import Draft, ModelSource, TestRun
+from webapp.serving.actions import NAME_RE, NAME_RULE
+
+NAME_INVALID = f"'%(value)s' is not a valid model name: {NAME_RULE}."
 
 
 class FilesField(serializers.DictField):
@@ -50,9 +54,17 @@ class DeploySerializer(serializers.Serializer[Any]):
 
 
 class ModelCreateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=64)
-    template = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=64, validators=[RegexValidator(NAME_RE, NAME_INVALID)])
+    template = serializers.ChoiceField(choices=[])
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        known = catalog.template_ids()
+        template: Any = self.fields["template"]
+        template.choices = known
+        template.error_messages["invalid_choice"] = (
+            f"There is no template '{{input}}'; choose one of: {', '.join(known)}.")
 
 
 # Responses -----------------------------------------------------------------------------------
@@ -170,7 +182,7 @@ class TemplateSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["id"].choices = list(catalog.templates())  # type: ignore[attr-defined]
+        self.fields["id"].choices = catalog.template_ids()  # type: ignore[attr-defined]
 
 
 TestRunSerializer.__test__ = False  # type: ignore[attr-defined]

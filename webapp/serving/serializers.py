@@ -94,8 +94,12 @@ class VersionUploadSerializer(serializers.Serializer[Any]):
 
 
 class AliasUpdateSerializer(serializers.Serializer[Any]):
+    """Either ``version`` or ``routes``; the schema says so with a ``oneOf`` (serving/schema.py)."""
+
+    body_required = True  # each field is optional, but one of them is needed
     version = serializers.IntegerField(min_value=1, required=False, help_text="Send all traffic to this version.")
-    routes = RouteSerializer(many=True, required=False, help_text="Or split traffic across versions (weights sum 100).")
+    routes = RouteSerializer(many=True, required=False, allow_empty=False,
+                             help_text="Or split traffic across versions (weights sum 100).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("version" in attrs) == ("routes" in attrs):
@@ -119,7 +123,8 @@ class LogsSerializer(serializers.Serializer[Any]):
 
 
 class InvocationSerializer(serializers.ModelSerializer[Invocation]):
-    version = serializers.IntegerField(source="version.number", default=None, read_only=True)
+    version = serializers.IntegerField(source="version.number", default=None, read_only=True, allow_null=True,
+                                       help_text="null when the call reached no version (no route, refused).")
 
     class Meta:
         model = Invocation
