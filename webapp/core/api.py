@@ -20,6 +20,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from webapp.workspaces.actions import ActionError
 
+INT_MAX = 2**31 - 1  # PostgreSQL's integer: the largest version or revision number a request may name
+
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,4000}")  # int() refuses longer
 
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}
@@ -45,8 +47,23 @@ _JSON_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "
                dict: "an object"}
 
 
-def json_type_errors(serializer: serializers.Serializer[Any], data: Any) -> dict[str, Any]:
-    """The fields of a JSON body whose JSON type is not the one the schema gives them, each with a message.
+NUL_REFUSED = "Text may not contain NUL (\\u0000) characters."
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (a JSON value) holds a NUL, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
+def json_body_errors(serializer: serializers.Serializer[Any], data: Any) -> dict[str, Any]:
+    """The fields of a JSON body whose JSON type is not the one the schema gives them, or whose text holds a
+    NUL, each with a message.
 
     DRF coerces: ``"5"`` and ``5.0`` pass an IntegerField, ``0`` and ``"yes"`` a BooleanField, ``5`` a
     CharField. A JSON body says what it means, so a value of another type is a client's mistake to report,
@@ -72,10 +89,10 @@ def _json_type_error(field: serializers.Field[Any, Any, Any, Any], value: Any) -
         values = {k: e for k, v in value.items() if v is not None and (e := _json_type_error(field.child, v))}
         return values or None
     if isinstance(field, serializers.Serializer):
-        return json_type_errors(field, value) or None
+        return json_body_errors(field, value) or None
     wanted = _json_type_of(field)
     if wanted is None or (isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)):
-        return None
+        return [NUL_REFUSED] if holds_nul(value) else None
     return [f"Must be {_JSON_KINDS[wanted[0]]}, not {_JSON_KINDS.get(type(value), 'that')}."]
 
 

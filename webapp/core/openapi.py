@@ -1,4 +1,4 @@
-"""The REST API's OpenAPI schema: every operation documents every status it answers.
+r"""The REST API's OpenAPI schema: every operation documents every status it answers.
 
 drf-spectacular describes what a view returns when it succeeds. :class:`PodiumAutoSchema`
 (``DEFAULT_SCHEMA_CLASS``) adds the error responses, all with the ``Error`` body of
@@ -24,6 +24,8 @@ body) is declared by the view, per method, in ``error_statuses``::
 
     error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"DELETE": (409,)}
 
+A required text field that DRF trims carries ``pattern: \S``: a value of only spaces is blank.
+
 Path parameters that name a workspace (``slug``), a model (``name``) or an alias (``alias``)
 carry the pattern such names are made with (:func:`path_patterns`): a name outside it names
 nothing (404), and a client can check one before creating it.
@@ -42,8 +44,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, ClassVar
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS
 
 from webapp.core.api import ErrorSerializer
@@ -112,6 +116,14 @@ class PodiumAutoSchema(AutoSchema):
         declared: dict[str, tuple[int, ...]] = getattr(self.view, "error_statuses", {})
         statuses.update(declared.get(self.method, ()))
         return statuses
+
+    def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> Any:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (direction == "request" and type(field) in (serializers.CharField, serializers.EmailField)
+                and field.trim_whitespace and not field.allow_blank
+                and not any(isinstance(v, RegexValidator) for v in field.validators)):
+            schema["pattern"] = r"\S"  # DRF trims the value, so one of only spaces is blank
+        return schema
 
     def _get_parameters(self) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = super()._get_parameters()

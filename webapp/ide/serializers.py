@@ -5,15 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from webapp.core.api import INT_MAX
 from webapp.ide import catalog
+from webapp.ide.files import MAX_FILES, MAX_PATH, PATH_PATTERN
 from webapp.ide.models import Draft, ModelSource, TestRun
 from webapp.serving.actions import NAME_RE, NAME_RULE
 
 NAME_INVALID = f"'%(value)s' is not a valid model name: {NAME_RULE}."
 
 
+@extend_schema_field({
+    "type": "object",
+    "patternProperties": {PATH_PATTERN: {"type": "string"}},
+    "additionalProperties": False,
+    "propertyNames": {"maxLength": MAX_PATH},
+    "maxProperties": MAX_FILES,
+    "description": "{path: text}: relative POSIX paths inside the model (not under _podium/), "
+                   "at most 1 MiB of text each.",
+})
 class FilesField(serializers.DictField):
     """``{path: text}``; paths and sizes are checked by the action (with messages that name the file)."""
 
@@ -23,13 +35,13 @@ class FilesField(serializers.DictField):
 
 class SourceUpdateSerializer(serializers.Serializer[Any]):
     files = FilesField()
-    base_revision = serializers.IntegerField(min_value=0)
+    base_revision = serializers.IntegerField(min_value=0, max_value=INT_MAX)
     sample_input = serializers.JSONField(required=False, allow_null=True)
 
 
 class DraftUpdateSerializer(serializers.Serializer[Any]):
     files = FilesField()
-    base_revision = serializers.IntegerField(min_value=0)
+    base_revision = serializers.IntegerField(min_value=0, max_value=INT_MAX)
     sample_input = serializers.JSONField(required=False, allow_null=True, default=None)
 
 

@@ -8,7 +8,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 
 
 class AliasUpdateScheme(OpenApiSerializerExtension):
-    """``version`` or ``routes``, never both: a ``oneOf`` of two closed objects, built from the fields."""
+    """``version`` or ``routes``, never both: a ``oneOf`` of two objects, built from the fields."""
 
     target_class = "webapp.serving.serializers.AliasUpdateSerializer"
 
@@ -16,9 +16,10 @@ class AliasUpdateScheme(OpenApiSerializerExtension):
         fields = auto_schema._map_basic_serializer(self.target, direction)["properties"]
         fields["routes"]["minItems"] = 1  # allow_empty=False, which drf-spectacular leaves out
         return {
+            "type": "object",
+            "properties": fields,
             "oneOf": [
-                {"type": "object", "properties": {name: fields[name]}, "required": [name],
-                 "additionalProperties": False}
-                for name in ("version", "routes")
+                {"required": ["version"], "not": {"required": ["routes"]}},
+                {"required": ["routes"], "not": {"required": ["version"]}},
             ],
         }

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from webapp.core.api import INT_MAX
 from webapp.serving.models import Alias, Invocation, Model, ModelVersion
 
 
@@ -47,7 +48,7 @@ class VersionSerializer(serializers.ModelSerializer[ModelVersion]):
 
 
 class RouteSerializer(serializers.Serializer[Any]):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=INT_MAX)
     weight = serializers.IntegerField(min_value=1, max_value=100)
 
 
@@ -97,7 +98,8 @@ class AliasUpdateSerializer(serializers.Serializer[Any]):
     """Either ``version`` or ``routes``; the schema says so with a ``oneOf`` (serving/schema.py)."""
 
     body_required = True  # each field is optional, but one of them is needed
-    version = serializers.IntegerField(min_value=1, required=False, help_text="Send all traffic to this version.")
+    version = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False,
+                                       help_text="Send all traffic to this version.")
     routes = RouteSerializer(many=True, required=False, allow_empty=False,
                              help_text="Or split traffic across versions (weights sum 100).")
 

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.core.api import LimitOffsetPagination, json_type_errors
+from webapp.core.api import NUL_REFUSED, LimitOffsetPagination, json_body_errors
 from webapp.workspaces import actions
 from webapp.workspaces import serializers as s
 from webapp.workspaces.access import Access, actor_from_request, scoped, workspace_for, workspaces_of
@@ -56,6 +56,9 @@ class WorkspaceAPIView(APIView):
         perm = self.perms.get(request.method or "GET")
         if perm is not None and not self.access.can(perm):
             raise exceptions.PermissionDenied(self._denied_message(perm))
+        for name, value in [*kwargs.items(), *request.query_params.items()]:
+            if "\x00" in str(value):  # PostgreSQL cannot compare text with a NUL in it
+                raise exceptions.ValidationError({name: [NUL_REFUSED]})
 
     def _denied_message(self, perm: str) -> str:
         what = PERMISSIONS[perm].rstrip(".").lower()
@@ -133,7 +136,7 @@ def self_actor(request: Request) -> Any:
 
 def _valid(serializer_class: Any, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
-    type_errors = json_type_errors(serializer, request.data)
+    type_errors = json_body_errors(serializer, request.data)
     if type_errors:
         raise exceptions.ValidationError(type_errors)
     serializer.is_valid(raise_exception=True)
