@@ -167,7 +167,11 @@ def test_it_refuses_values_of_another_json_type(acme_key):
 
     answer = bearer(acme_key).patch("/api/v1/workspaces/acme", {"allow_outbound_network": 0}, format="json")
     assert answer.status_code == 400
-    assert answer.json()["detail"] == "allow_outbound_network: Must be true or false, not a number."
+    assert answer.json()["detail"] == "allow_outbound_network: Must be true or false, not 0."
+    split = bearer(acme_key).post("/api/v1/workspaces/acme/models/churn/aliases/production",
+                                  {"routes": [{"version": 1, "weight": "100"}]}, format="json")
+    assert split.status_code == 400
+    assert split.json()["errors"] == {"routes": {"0": {"weight": ['Must be a whole number, not "100".']}}}
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""Shared pieces of the REST API: the JSON error shape, the exception handler and pagination.
+"""Shared pieces of the REST API: the JSON error shape, the exception handler, the type check of
+JSON bodies, whole numbers in query strings and pagination.
 
 Every error is ``{"detail": "<message for a person>", "code": "<machine code>"}``
 plus ``"errors": {field: [messages]}`` for validation failures. Nothing the API
@@ -8,6 +9,7 @@ raises becomes a 500 with an HTML page. ``core.openapi`` documents this shape
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -43,9 +45,7 @@ class ErrorSerializer(serializers.Serializer[Any]):
         ref_name = "Error"
 
 
-_JSON_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "a list",
-               dict: "an object"}
-
+_WANTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 NUL_REFUSED = "Text may not contain NUL (\\u0000) characters."
 
@@ -93,7 +93,8 @@ def _json_type_error(field: serializers.Field[Any, Any, Any, Any], value: Any) -
     wanted = _json_type_of(field)
     if wanted is None or (isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)):
         return [NUL_REFUSED] if holds_nul(value) else None
-    return [f"Must be {_JSON_KINDS[wanted[0]]}, not {_JSON_KINDS.get(type(value), 'that')}."]
+    given = {list: "a list", dict: "an object"}.get(type(value)) or json.dumps(value)[:40]
+    return [f"Must be {_WANTED[wanted[0]]}, not {given}."]
 
 
 def _json_type_of(field: Any) -> tuple[type, ...] | None:
