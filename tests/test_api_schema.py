@@ -155,6 +155,8 @@ def test_it_refuses_nul_in_text(acme_key):
     audit = client.get("/api/v1/workspaces/acme/audit", {"actor": "a\x00b"})
     assert audit.status_code == 400, audit.content
     assert audit.json()["errors"] == {"actor": ["Text may not contain NUL (\\u0000) characters."]}
+    member = client.get("/api/v1/workspaces/acme/members/a%00b")
+    assert member.status_code == 404, member.content
     source = client.put("/api/v1/workspaces/acme/models/churn/draft",
                         {"files": {}, "base_revision": 1, "sample_input": {"x": "\x00"}}, format="json")
     assert source.status_code == 400, source.content

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -49,6 +50,8 @@ class WorkspaceAPIView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise Http404  # no name holds a NUL (and PostgreSQL cannot compare one)
         api_key: ApiKey | None = getattr(request._request, "api_key", None)
         if api_key is not None and api_key.workspace.slug != kwargs["slug"]:
             raise exceptions.AuthenticationFailed(WRONG_WORKSPACE, code="wrong_workspace")
@@ -56,9 +59,6 @@ class WorkspaceAPIView(APIView):
         perm = self.perms.get(request.method or "GET")
         if perm is not None and not self.access.can(perm):
             raise exceptions.PermissionDenied(self._denied_message(perm))
-        for name, value in [*kwargs.items(), *request.query_params.items()]:
-            if "\x00" in str(value):  # PostgreSQL cannot compare text with a NUL in it
-                raise exceptions.ValidationError({name: [NUL_REFUSED]})
 
     def _denied_message(self, perm: str) -> str:
         what = PERMISSIONS[perm].rstrip(".").lower()
@@ -305,6 +305,9 @@ class ApiKeyDetailView(_KeyViewBase):
 def audit_queryset(access: Access, params: Any) -> QuerySet[AuditEvent]:
     """The workspace's audit events filtered by the query parameters the UI and API share."""
     qs = AuditEvent.objects.filter(workspace=access.workspace)
+    for name in ("action", "actor", "object_type"):
+        if "\x00" in params.get(name, ""):  # PostgreSQL cannot compare text with a NUL in it
+            raise actions.ActionError(NUL_REFUSED, field=name)
     if params.get("action"):
         qs = qs.filter(action__startswith=params["action"])
     if params.get("actor"):
