@@ -18,7 +18,7 @@ coverage cases) and derandomized, so it finds the same cases on every run.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -103,7 +103,8 @@ def _aim_at_seeded_data(case: Any) -> None:
 def _meets_rules_the_schema_cannot_state(case: Any) -> None:
     """Make a schema-valid case also meet the rules no JSON schema can express, so that
     the server must accept it: a bundle is a real bundle, an expiry lies in the future, a traffic split
-    names each version once with weights that add up to 100."""
+    names each version once with weights that add up to 100, no file path is also a folder of another
+    and none is under the reserved ``_podium/``."""
     body = case.body if isinstance(case.body, dict) else None
     if body is None:
         return
@@ -115,6 +116,11 @@ def _meets_rules_the_schema_cannot_state(case: Any) -> None:
             route["weight"] = 100 // len(routes)
         routes[0]["weight"] += 100 - sum(route["weight"] for route in routes)
         body["routes"] = routes
+    if isinstance(body.get("files"), dict):
+        files = body["files"]
+        folders = {str(p) for path in files for p in PurePosixPath(path).parents}
+        body["files"] = {path: text for path, text in files.items()
+                         if path not in folders and PurePosixPath(path).parts[0] != "_podium"}
     if case.operation.path.endswith("/keys") and body.get("expires_at"):
         body["expires_at"] = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
 
