@@ -32,17 +32,21 @@ _CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 40
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
-    """The body of every error the API answers (the schema's ``Error``)."""
-
-    detail = serializers.CharField(help_text="What is wrong, for a person.")
-    code = serializers.CharField(help_text="What is wrong, for a program: invalid, not_found, conflict, ...")
-    errors = serializers.DictField(
-        child=serializers.JSONField(), required=False,
-        help_text="Validation failures only: the messages for each field of the input.",
-    )
+    """The body of every error the API answers: detail for a person, code for a program."""
 
     class Meta:
         ref_name = "Error"
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # Declared here: a field named "errors" would hide Serializer.errors.
+        return {
+            "detail": serializers.CharField(help_text="What is wrong, for a person."),
+            "code": serializers.CharField(help_text="What is wrong, for a program: invalid, not_found, conflict..."),
+            "errors": serializers.DictField(
+                child=serializers.JSONField(), required=False,
+                help_text="Validation failures only: the messages for each field of the input.",
+            ),
+        }
 
 
 _WANTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
@@ -93,7 +97,7 @@ def _json_type_error(field: serializers.Field[Any, Any, Any, Any], value: Any) -
     wanted = _json_type_of(field)
     if wanted is None or (isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)):
         return [NUL_REFUSED] if holds_nul(value) else None
-    given = {list: "a list", dict: "an object"}.get(type(value)) or json.dumps(value)[:40]
+    given = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else json.dumps(value)[:40]
     return [f"Must be {_WANTED[wanted[0]]}, not {given}."]
 
 

@@ -90,7 +90,7 @@ class PodiumAutoSchema(AutoSchema):
             body["required"] = True
         return body
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
