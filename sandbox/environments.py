@@ -256,7 +256,9 @@ class EnvironmentBuilder:
     ) -> None:
         self.root = root or SandboxConfig.from_env().envs_dir
         self._python = python
-        self.uv = uv or _find_uv()
+        # The build sandbox mounts uv's real file, so run it by that path: through a linked venv
+        # (.venv -> another checkout's) the link's path does not exist inside the sandbox.
+        self.uv = os.path.realpath(uv or _find_uv())
         self._pip_settings = dict(pip_settings) if pip_settings is not None else None
         self.timeout = timeout if timeout is not None else float(_env_int("PODIUM_BUILD_WALL_S", 1800))
         self._executor = executor

@@ -13,6 +13,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from webapp.core.api import whole_number
 from webapp.ide import actions, catalog, runner
 from webapp.ide import files as f
 from webapp.ide import serializers as s
@@ -33,6 +34,7 @@ class _ModelView(WorkspaceAPIView):
 
 class ModelListCreateView(ModelListView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read", "POST": "models.write"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # the name is taken
 
     @extend_schema(request=s.ModelCreateSerializer, responses={201: serving_s.ModelSerializer},
                    summary="Create a model from a starter template (its source; no version yet)", tags=["editor"])
@@ -60,12 +62,10 @@ class SourceView(_ModelView):
     def get(self, request: Request, slug: str, name: str) -> Response:
         source = actions.source_of(self.model(name))
         body = dict(s.SourceSerializer(source).data)
-        wanted = request.query_params.get("revision")
-        if wanted is not None and wanted != str(source.revision):
-            if not wanted.isdigit():
-                raise actions.ActionError("'revision' must be a whole number.", field="revision")
+        wanted = whole_number(request.query_params, "revision", source.revision)
+        if wanted != source.revision:
             old = scoped(SourceRevision.objects.select_related("saved_by"), self.access, model=source.model,
-                         number=int(wanted))
+                         number=wanted)
             body.update(files=old.files, revision=old.number, saved_at=old.saved_at.isoformat(),
                         saved_by=old.saved_by.username if old.saved_by else None)
         return Response(body)
@@ -146,6 +146,7 @@ def _run_body(run: TestRun) -> dict[str, Any]:
 
 class TestRunListView(_ModelView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read", "POST": "models.write"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # past the test-run quota
 
     @extend_schema(responses=s.TestRunSerializer(many=True), summary="Recent test runs of a model (newest first)",
                    tags=["editor"])
@@ -187,6 +188,7 @@ class TestRunDetailView(_ModelView):
 
 class DeployView(_ModelView):
     perms: ClassVar[dict[str, str]] = {"POST": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # no source saved yet
 
     @extend_schema(request=s.DeploySerializer, responses={201: serving_s.VersionSerializer},
                    summary="Deploy the saved source (or the given files) as a new version", tags=["editor"])

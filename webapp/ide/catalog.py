@@ -30,6 +30,11 @@ def templates() -> dict[str, dict[str, Any]]:
     return dict(sorted(found.items(), key=lambda item: (item[1].get("order", 99), item[0])))
 
 
+def template_ids() -> list[str]:
+    """The templates' ids, in catalog order (the API schema's ``TemplateEnum``)."""
+    return list(templates())
+
+
 def listing() -> list[dict[str, Any]]:
     return [
         {"id": t["id"], "name": t["name"], "description": t["description"], "sample_input": t.get("sample_input"),

@@ -30,6 +30,12 @@ MAX_PATH = 255
 DEFAULT_MANIFEST: dict[str, Any] = {"format": 1, "flavor": "custom", "entrypoint": "model.py:Model"}
 
 
+_PART = r"[^/\\\x00-\x1f]"
+_SEGMENT = rf"(?:[^/\\\x00-\x1f.]{_PART}*|\.[^/\\\x00-\x1f.]{_PART}*|\.\.{_PART}+)"  # any part but '.', '..'
+PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+"""What :func:`check_path` takes, as the API schema states it (all but the reserved ``_podium/``)."""
+
+
 def check_path(path: Any) -> str:
     """A relative POSIX path inside the model: no ``..``, not absolute, no empty parts."""
     if not isinstance(path, str) or not path or len(path) > MAX_PATH:

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from webapp.core.api import INT_MAX
 from webapp.ide import catalog
+from webapp.ide.files import MAX_FILES, MAX_PATH, PATH_PATTERN
 from webapp.ide.models import Draft, ModelSource, TestRun
+from webapp.serving.actions import NAME_RE, NAME_RULE
+
+NAME_INVALID = f"'%(value)s' is not a valid model name: {NAME_RULE}."
 
 
+@extend_schema_field({
+    "type": "object",
+    "patternProperties": {PATH_PATTERN: {"type": "string"}},
+    "additionalProperties": False,
+    "propertyNames": {"maxLength": MAX_PATH},
+    "maxProperties": MAX_FILES,
+    "description": "{path: text}: relative POSIX paths inside the model (not under _podium/), "
+                   "at most 1 MiB of text each.",
+})
 class FilesField(serializers.DictField):
     """``{path: text}``; paths and sizes are checked by the action (with messages that name the file)."""
 
@@ -19,13 +35,13 @@ class FilesField(serializers.DictField):
 
 class SourceUpdateSerializer(serializers.Serializer[Any]):
     files = FilesField()
-    base_revision = serializers.IntegerField(min_value=0)
+    base_revision = serializers.IntegerField(min_value=0, max_value=INT_MAX)
     sample_input = serializers.JSONField(required=False, allow_null=True)
 
 
 class DraftUpdateSerializer(serializers.Serializer[Any]):
     files = FilesField()
-    base_revision = serializers.IntegerField(min_value=0)
+    base_revision = serializers.IntegerField(min_value=0, max_value=INT_MAX)
     sample_input = serializers.JSONField(required=False, allow_null=True, default=None)
 
 
@@ -50,9 +66,17 @@ class DeploySerializer(serializers.Serializer[Any]):
 
 
 class ModelCreateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=64)
-    template = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=64, validators=[RegexValidator(NAME_RE, NAME_INVALID)])
+    template = serializers.ChoiceField(choices=[])
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        known = catalog.template_ids()
+        template: Any = self.fields["template"]
+        template.choices = known
+        template.error_messages["invalid_choice"] = (
+            f"There is no template '{{input}}'; choose one of: {', '.join(known)}.")
 
 
 # Responses -----------------------------------------------------------------------------------
@@ -170,7 +194,7 @@ class TemplateSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["id"].choices = list(catalog.templates())  # type: ignore[attr-defined]
+        self.fields["id"].choices = catalog.template_ids()  # type: ignore[attr-defined]
 
 
 TestRunSerializer.__test__ = False  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from webapp.workspaces.actions import ActionError, record
 from webapp.workspaces.models import Workspace
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+NAME_RULE = "use lowercase letters, digits and dashes (1-64 characters)"
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 PRODUCTION = "production"
 
@@ -50,7 +51,7 @@ def check_name(name: str) -> str:
         raise ActionError(f"'{name}' is reserved; choose another model name.", field="name")
     if not NAME_RE.match(name or ""):
         raise ActionError(
-            f"'{name}' is not a valid model name: use lowercase letters, digits and dashes (1-64 characters).",
+            f"'{name}' is not a valid model name: {NAME_RULE}.",
             field="name",
         )
     return name

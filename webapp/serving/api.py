@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from sandbox import SandboxError, SandboxHandle, get_executor
+from webapp.core.api import whole_number
 from webapp.serving import actions, deploy, quotas
 from webapp.serving import serializers as s
 from webapp.serving.models import Alias, AliasRoute, Invocation, Model, ModelVersion
@@ -38,6 +39,7 @@ class ModelListView(WorkspaceAPIView):
 
 class ModelDetailView(WorkspaceAPIView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read", "DELETE": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"DELETE": (409,)}  # a version is deploying
 
     @extend_schema(responses=s.ModelSerializer, summary="Get a model with its aliases", tags=["models"])
     def get(self, request: Request, slug: str, name: str) -> Response:
@@ -62,6 +64,7 @@ class _VersionView(WorkspaceAPIView):
 
 class VersionListView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read", "POST": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # past a quota
     parser_classes = [MultiPartParser]
 
     @extend_schema(responses=s.VersionSerializer(many=True), summary="List a model's versions", tags=["models"])
@@ -84,6 +87,7 @@ class VersionListView(_VersionView):
 
 class VersionDetailView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"GET": "models.read", "DELETE": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"DELETE": (409,)}  # it takes traffic, or deploys
 
     @extend_schema(responses=s.VersionSerializer, summary="Get a version and its deploy steps", tags=["models"])
     def get(self, request: Request, slug: str, name: str, number: int) -> Response:
@@ -99,6 +103,7 @@ class VersionDetailView(_VersionView):
 
 class VersionStopView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"POST": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # an alias still routes to it
 
     @extend_schema(request=None, responses=s.VersionSerializer, summary="Stop a version's replicas", tags=["models"])
     def post(self, request: Request, slug: str, name: str, number: int) -> Response:
@@ -118,10 +123,7 @@ class VersionLogsView(_VersionView):
     )
     def get(self, request: Request, slug: str, name: str, number: int) -> Response:
         version = self.version(name, number)
-        try:
-            tail = min(max(int(request.query_params.get("tail", 200)), 1), 5000)
-        except ValueError:
-            raise actions.ActionError("'tail' must be a whole number of lines.", field="tail") from None
+        tail = min(max(whole_number(request.query_params, "tail", 200), 1), 5000)
         source = request.query_params.get("source", "runtime")
         if source not in ("runtime", "build"):
             raise actions.ActionError("'source' is 'runtime' or 'build'.", field="source")
@@ -152,6 +154,7 @@ def _runtime_lines(version: ModelVersion, tail: int) -> list[dict[str, Any]]:
 
 class AliasView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"POST": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # a version that is not ready
 
     @extend_schema(request=s.AliasUpdateSerializer, responses=s.AliasSerializer,
                    summary="Point an alias at a version, or split its traffic (promote, A/B test)", tags=["models"])
@@ -167,6 +170,7 @@ class AliasView(_VersionView):
 
 class RollbackView(_VersionView):
     perms: ClassVar[dict[str, str]] = {"POST": "models.deploy"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # nothing to roll back to
 
     @extend_schema(request=s.RollbackSerializer, responses=s.AliasSerializer,
                    summary="Roll an alias back to its previous routing (no rebuild)", tags=["models"])
@@ -183,10 +187,7 @@ class InvocationListView(_VersionView):
                    responses=s.InvocationSerializer(many=True), summary="Recent calls, newest first",
                    tags=["models"])
     def get(self, request: Request, slug: str, name: str) -> Response:
-        try:
-            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
-        except ValueError:
-            raise actions.ActionError("'limit' must be a whole number.", field="limit") from None
+        limit = min(max(whole_number(request.query_params, "limit", 50), 1), 500)
         calls = Invocation.objects.filter(model=self.model(name)).select_related("version")[:limit]
         return Response(s.InvocationSerializer(calls, many=True).data)
 
@@ -213,10 +214,7 @@ class MetricsView(_VersionView):
                    summary="Requests, failed (5xx) and refused (4xx) calls, latency percentiles per minute, version",
                    tags=["models"])
     def get(self, request: Request, slug: str, name: str) -> Response:
-        try:
-            minutes = min(max(int(request.query_params.get("minutes", 60)), 1), 1440)
-        except ValueError:
-            raise actions.ActionError("'minutes' must be a whole number.", field="minutes") from None
+        minutes = min(max(whole_number(request.query_params, "minutes", 60), 1), 1440)
         since = timezone.now() - dt.timedelta(minutes=minutes)
         with connection.cursor() as cursor:
             cursor.execute(METRICS_SQL, [self.model(name).pk, since])

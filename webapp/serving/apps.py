@@ -6,4 +6,4 @@ class ServingConfig(AppConfig):
     label = "serving"
 
     def ready(self) -> None:
-        from webapp.serving import signals  # noqa: F401 - connects the receiver that stops deleted versions
+        from webapp.serving import schema, signals  # noqa: F401 - the OpenAPI extension; stops deleted versions

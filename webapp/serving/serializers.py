@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from webapp.core.api import INT_MAX
 from webapp.serving.models import Alias, Invocation, Model, ModelVersion
 
 
@@ -47,7 +48,7 @@ class VersionSerializer(serializers.ModelSerializer[ModelVersion]):
 
 
 class RouteSerializer(serializers.Serializer[Any]):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=INT_MAX)
     weight = serializers.IntegerField(min_value=1, max_value=100)
 
 
@@ -94,8 +95,13 @@ class VersionUploadSerializer(serializers.Serializer[Any]):
 
 
 class AliasUpdateSerializer(serializers.Serializer[Any]):
-    version = serializers.IntegerField(min_value=1, required=False, help_text="Send all traffic to this version.")
-    routes = RouteSerializer(many=True, required=False, help_text="Or split traffic across versions (weights sum 100).")
+    """Either ``version`` or ``routes``; the schema says so with a ``oneOf`` (serving/schema.py)."""
+
+    body_required = True  # each field is optional, but one of them is needed
+    version = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False,
+                                       help_text="Send all traffic to this version.")
+    routes = RouteSerializer(many=True, required=False, allow_empty=False,
+                             help_text="Or split traffic across versions (weights sum 100).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("version" in attrs) == ("routes" in attrs):
@@ -119,7 +125,8 @@ class LogsSerializer(serializers.Serializer[Any]):
 
 
 class InvocationSerializer(serializers.ModelSerializer[Invocation]):
-    version = serializers.IntegerField(source="version.number", default=None, read_only=True)
+    version = serializers.IntegerField(source="version.number", default=None, read_only=True, allow_null=True,
+                                       help_text="null when the call reached no version (no route, refused).")
 
     class Meta:
         model = Invocation

@@ -8,19 +8,23 @@ method, parse input with a serializer, call one action, serialise the result.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.core.api import NUL_REFUSED, LimitOffsetPagination, json_body_errors
 from webapp.workspaces import actions
 from webapp.workspaces import serializers as s
 from webapp.workspaces.access import Access, actor_from_request, scoped, workspace_for, workspaces_of
@@ -36,10 +40,14 @@ class WorkspaceAPIView(APIView):
     """Base for every ``/api/v1/workspaces/{slug}/...`` endpoint."""
 
     perms: ClassVar[dict[str, str]] = {}
+    # Statuses a method answers besides those core.openapi documents for every route (409 conflicts).
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {}
     access: Access
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise Http404  # no name holds a NUL (and PostgreSQL cannot compare one)
         api_key: ApiKey | None = getattr(request._request, "api_key", None)
         if api_key is not None and api_key.workspace.slug != kwargs["slug"]:
             raise exceptions.AuthenticationFailed(WRONG_WORKSPACE, code="wrong_workspace")
@@ -90,6 +98,8 @@ class RolesView(APIView):
 
 
 class WorkspaceListView(APIView):
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (409,)}  # the URL name is taken
+
     @extend_schema(responses=s.WorkspaceSerializer(many=True), summary="List my workspaces", tags=["workspaces"])
     def get(self, request: Request) -> Response:
         api_key: ApiKey | None = getattr(request._request, "api_key", None)
@@ -113,6 +123,9 @@ def self_actor(request: Request) -> Any:
 
 def _valid(serializer_class: Any, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
+    type_errors = json_body_errors(serializer, request.data)
+    if type_errors:
+        raise exceptions.ValidationError(type_errors)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -121,6 +134,7 @@ class WorkspaceDetailView(WorkspaceAPIView):
     perms: ClassVar[dict[str, str]] = {
         "GET": "workspace.read", "PATCH": "workspace.update", "DELETE": "workspace.delete",
     }
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"PATCH": (409,)}  # no outbound network here
 
     def _out(self) -> Response:
         ws = self.access.workspace
@@ -161,6 +175,7 @@ class MemberDetailView(WorkspaceAPIView):
     # DELETE is checked in the action: removing someone else needs members.manage,
     # removing yourself (leaving) needs nothing.
     perms: ClassVar[dict[str, str]] = {"GET": "workspace.read", "PATCH": "members.manage"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"PATCH": (409,), "DELETE": (409,)}  # the last owner
 
     def _member(self, username: str) -> Membership:
         return scoped(Membership.objects.select_related("user"), self.access, user__username=username)
@@ -208,6 +223,7 @@ class InvitationListView(WorkspaceAPIView):
 
 class InvitationDetailView(WorkspaceAPIView):
     perms: ClassVar[dict[str, str]] = {"GET": "members.manage", "DELETE": "members.manage"}
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"DELETE": (409,)}  # already accepted or revoked
 
     @extend_schema(responses=s.InvitationSerializer, summary="Get an invitation", tags=["members"])
     def get(self, request: Request, slug: str, pk: int) -> Response:
@@ -220,6 +236,9 @@ class InvitationDetailView(WorkspaceAPIView):
 
 
 class InvitationAcceptView(APIView):
+    # 404: no invitation has this token; 409: it expired or was used, or the caller is already a member.
+    error_statuses: ClassVar[dict[str, tuple[int, ...]]] = {"POST": (404, 409)}
+
     @extend_schema(request=s.InvitationAcceptSerializer, responses={200: s.WorkspaceSerializer},
                    summary="Accept an invitation (signed-in user)", tags=["members"])
     def post(self, request: Request) -> Response:
@@ -273,6 +292,9 @@ class ApiKeyDetailView(_KeyViewBase):
 def audit_queryset(access: Access, params: Any) -> QuerySet[AuditEvent]:
     """The workspace's audit events filtered by the query parameters the UI and API share."""
     qs = AuditEvent.objects.filter(workspace=access.workspace)
+    for name in ("action", "actor", "object_type"):
+        if "\x00" in params.get(name, ""):  # PostgreSQL cannot compare text with a NUL in it
+            raise actions.ActionError(NUL_REFUSED, field=name)
     if params.get("action"):
         qs = qs.filter(action__startswith=params["action"])
     if params.get("actor"):
@@ -280,14 +302,26 @@ def audit_queryset(access: Access, params: Any) -> QuerySet[AuditEvent]:
     if params.get("object_type"):
         qs = qs.filter(object_type=params["object_type"])
     for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
-        if params.get(name):
-            when = parse_datetime(params[name])
-            if when is None:
-                raise actions.ActionError(
-                    f"'{name}' must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z.", field=name
-                )
-            qs = qs.filter(**{lookup: when})
+        if name in params:  # an empty one too: it is not a date-time
+            qs = qs.filter(**{lookup: _date_time(params[name], name)})
     return qs
+
+
+def _date_time(raw: str, name: str) -> dt.datetime:
+    """``raw`` in UTC (PostgreSQL takes offsets up to 15:59 only); a 400 naming ``name`` if it is no date-time."""
+    try:
+        # RFC 3339 lets the 'T' and 'Z' be lowercase; Django's parser wants them uppercase.
+        when = parse_datetime(raw.upper())
+    except ValueError:  # well formed but not a real moment, e.g. month 13
+        when = None
+    if when is None:
+        raise actions.ActionError(f"'{name}' must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z.", field=name)
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when)
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC: as far as a date-time goes
+        return dt.datetime.min.replace(tzinfo=dt.UTC) if when.year == 1 else dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 class AuditLogView(WorkspaceAPIView, generics.ListAPIView[AuditEvent]):
@@ -303,8 +337,8 @@ class AuditLogView(WorkspaceAPIView, generics.ListAPIView[AuditEvent]):
             OpenApiParameter("action", str, description="Action prefix, e.g. 'member.' or 'key.create'"),
             OpenApiParameter("actor", str, description="Part of the actor's name"),
             OpenApiParameter("object_type", str, description="workspace, membership, invitation, apikey"),
-            OpenApiParameter("since", str, description="ISO 8601 date-time, inclusive"),
-            OpenApiParameter("until", str, description="ISO 8601 date-time, exclusive"),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601 date-time, inclusive"),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601 date-time, exclusive"),
         ],
         summary="Read the audit log (newest first, paginated)",
         tags=["audit"],
