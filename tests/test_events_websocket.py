@@ -61,6 +61,20 @@ async def test_it_answers_ping(alice, acme):
     await communicator.disconnect()
 
 
+async def test_an_idle_socket_stays_open(alice, acme):
+    # The channel layer waits for messages 5 s at a time: an idle socket must outlive that wait (it used to
+    # die with the Redis read timing out, and the page flipped between Live and Offline every 5 s).
+    import asyncio
+
+    communicator, connected, _ = await connect("/ws/workspaces/acme/events", await session_cookie(alice.user))
+    assert connected
+    await communicator.receive_json_from(timeout=5)
+    await asyncio.sleep(6.5)
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_json_from(timeout=5))["event"] == "pong"
+    await communicator.disconnect()
+
+
 async def test_an_outsider_is_refused_like_a_missing_workspace(acme, charlie):
     cookie = await session_cookie(charlie.user)
     _, connected, code = await connect("/ws/workspaces/acme/events", cookie)

@@ -117,7 +117,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "podium:channels"},
+        # channels_redis waits for a message with a 5 s BZPOPMIN; redis-py's own default socket timeout is also
+        # 5 s, so an idle websocket's read timed out and its consumer died (1006) every 5 s. Read longer.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "podium:channels"},
     }
 }
 
