@@ -243,3 +243,5 @@ PODIUM_IDE_WARM_START_TIMEOUT_S = envint("PODIUM_IDE_WARM_START_TIMEOUT_S", 120)
 # Signed artifact URLs for sandboxes on other hosts (webapp/core/artifacts.py, sandbox/signing.py).
 PODIUM_ARTIFACT_ROOT = Path(envstr("PODIUM_ARTIFACT_ROOT", str(VAR_DIR))).resolve()
 PODIUM_ARTIFACT_SIGNING_KEY = envsecret("PODIUM_ARTIFACT_SIGNING_KEY") or SECRET_KEY
+# The largest environment archive a Nomad build job may upload (PUT /sandbox-artifacts/...).
+PODIUM_ENV_ARCHIVE_MAX_MIB = envint("PODIUM_ENV_ARCHIVE_MAX_MIB", 4096)
