@@ -482,7 +482,8 @@ class EnvironmentBuilder:
 
     def _redact(self, text: str, path: Path) -> str:
         """Build output is shown to members: this host's paths become names."""
-        return text.replace(str(path), "<environment>").replace(self.uv, "uv").replace(str(self.root), "<envs>")
+        text = text.replace(str(path), "<environment>").replace(os.path.realpath(self.uv), "uv")
+        return text.replace(self.uv, "uv").replace(str(self.root), "<envs>")
 
     def nomad_build_spec(self, path: Path, checked: CheckedRequirements, variant: Variant, workdir: Path,
                          *, scope: str) -> SandboxSpec:
@@ -501,7 +502,7 @@ class EnvironmentBuilder:
         ``python`` and ``uv`` name the build host's tools when it is not this one."""
         normalised = checked.text()
         python = python or self.python
-        uv_path = uv or self.uv
+        uv_path = uv or os.path.realpath(self.uv)  # what _read_only_paths binds: uv reached by a symlink too
         index_args, index_env = uv_index_args(self.pip_settings, with_constraints=False)
         constraints = []
         for n, item in enumerate(self.pip_settings.get("constraint", "").split()):
