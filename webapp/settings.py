@@ -227,6 +227,8 @@ PODIUM_MAX_REQUEST_BYTES = envint("PODIUM_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
 PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
 PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
 PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)
+# The reconciler (webapp/serving/reconciler.py): restarts of one version within an hour before it is failed.
+PODIUM_RECONCILE_MAX_RESTARTS = envint("PODIUM_RECONCILE_MAX_RESTARTS", 3)
 PODIUM_METRICS_TOKEN = envsecret("PODIUM_METRICS_TOKEN", "") or ""
 # Per-workspace quotas (webapp/serving/quotas.py): the defaults; `manage.py quota` sets one workspace's own.
 PODIUM_QUOTA_REPLICAS = envint("PODIUM_QUOTA_REPLICAS", 8)
