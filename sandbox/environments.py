@@ -329,6 +329,8 @@ class EnvironmentBuilder:
             marker = json.loads((path / MARKER).read_text())
         except (OSError, ValueError):
             return None
+        if marker.get("requirements") and not self._usable_here(path):
+            return None  # built for the other executor (or by a Podium that installed per allocation): rebuild
         return Environment(key=key, path=path, python_version=marker["python"], variant=variant, cached=True,
                            build_seconds=marker.get("seconds", 0.0))
 
@@ -368,6 +370,12 @@ class EnvironmentBuilder:
                         on_output("podium: a package has no wheel for this platform; building it from source "
                                   "for this workspace alone")
         raise AssertionError("the last candidate is always built")  # pragma: no cover
+
+    def _usable_here(self, path: Path) -> bool:
+        """Nomad jobs fetch the archive a build job uploaded; local sandboxes bind the venv itself."""
+        if self.executor.name == "nomad":
+            return archive_path(path).is_file()
+        return (path / "bin").is_dir()
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:

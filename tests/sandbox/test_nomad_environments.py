@@ -130,3 +130,16 @@ def test_a_failed_build_job_fails_with_its_own_output(fake: FakeNomad, store: tu
     assert "error: Failed to fetch: https://pypi.org/simple/scikit-learn/" in str(failure.value)
     assert builder.lookup("scikit-learn==1.5.2", tenant="w1") is None
     assert not list((root / "sandbox" / "envs").glob("*.tar.gz"))
+
+
+def test_an_environment_without_its_archive_is_built_again(fake: FakeNomad, store: tuple[Path, str]) -> None:
+    """A marker alone (a venv built for the local executor, or by a Podium that installed in each allocation)
+    is nothing a Nomad job could fetch."""
+    root, _ = store
+    builder = builder_for(executor_for(fake, store), root)
+    stale = builder.root / builder.key("podium_demo==1.0")
+    stale.mkdir(parents=True)
+    (stale / MARKER).write_text(json.dumps({"requirements": "podium_demo==1.0", "python": "3.11.2"}))
+    assert builder.lookup("podium_demo==1.0", tenant="w1") is None
+    env = builder.ensure("podium_demo==1.0", tenant="w1")
+    assert env.path == stale and not env.cached and archive_path(stale).is_file()
