@@ -179,7 +179,7 @@ def main() -> None:
           f"on {where}; median of {len(runs)} runs")
     print(f"{'step':<16}{'median s':>10}{'max s':>10}   target")
     for step in ("scheduling", "task setup", "artifact fetch", "first answer", "total"):
-        values = [r[step] for r in runs if r[step] is not None]
+        values = [value for r in runs if (value := r[step]) is not None]
         median = f"{statistics.median(values):.3f}" if values else "-"
         worst = f"{max(values):.3f}" if values else "-"
         goal = f"<= {target:g} s deploy -> first answer" if step == "total" else ""

@@ -538,8 +538,8 @@ class EnvironmentBuilder:
         }
         (workdir / "plan.json").write_text(json.dumps(plan))
         shutil.copy(RUNTIME_SCRIPT, workdir / "build_env.py")
-        for item in workdir.iterdir():
-            item.chmod(0o444)
+        for written in workdir.iterdir():
+            written.chmod(0o444)
         workdir.chmod(0o755)
         return SandboxSpec(
             workspace="podium" if scope == SHARED else scope,

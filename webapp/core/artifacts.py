@@ -29,6 +29,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -43,7 +44,7 @@ def artifact_root() -> Path:
 
 @csrf_exempt  # a signed URL is the whole credential; there is no session to forge
 @require_http_methods(["GET", "HEAD", "PUT"])
-def sandbox_artifact(request: HttpRequest, path: str) -> HttpResponse:
+def sandbox_artifact(request: HttpRequest, path: str) -> HttpResponseBase:
     method = "PUT" if request.method == "PUT" else "GET"
     key = settings.PODIUM_ARTIFACT_SIGNING_KEY.encode()
     expires, signature = request.GET.get("expires", ""), request.GET.get("signature", "")
