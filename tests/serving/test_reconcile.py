@@ -124,3 +124,16 @@ def test_a_nomad_job_deregistered_by_hand_is_registered_again(deployer, serving,
         ModelVersion.objects.filter(pk=version.pk).update(sandbox=local)
     finally:
         fake.close()
+
+
+def test_a_warm_runner_whose_sandbox_died_is_retired(alice, acme, serving):
+    from sandbox import SandboxSpec
+    from webapp.ide.models import WarmRunner
+
+    executor = get_executor()
+    handle = executor.start(SandboxSpec(workspace="acme", name="warm", purpose="oneshot", command=["/bin/true"]))
+    assert executor.wait(handle, timeout=30).state == State.EXITED  # as if it died
+    WarmRunner.objects.create(id="w" * 32, key="k" * 64, workspace=acme, user=alice.user, environment="",
+                              status="ready", handle=handle.model_dump(mode="json"))
+    assert tasks.reconcile_sandboxes() == 1
+    assert not WarmRunner.objects.exists()
