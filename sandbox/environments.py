@@ -53,7 +53,7 @@ from sandbox.config import SandboxConfig
 from sandbox.errors import EnvironmentBuildError, RequirementRefused
 from sandbox.paths import unreachable_reason
 from sandbox.requirements import CheckedRequirements, check_requirements
-from sandbox.spec import Limits, Network, Resources, SandboxSpec, State
+from sandbox.spec import CODE_MOUNT, Limits, Network, Resources, SandboxSpec, State
 
 if TYPE_CHECKING:
     from sandbox.executors.base import Executor
@@ -331,6 +331,8 @@ class EnvironmentBuilder:
             marker = json.loads((path / MARKER).read_text())
         except (OSError, ValueError):
             return None
+        if marker.get("requirements") and not self._usable_here(path):
+            return None  # built for the other executor (or by a Podium that installed per allocation): rebuild
         return Environment(key=key, path=path, python_version=marker["python"], variant=variant, cached=True,
                            build_seconds=marker.get("seconds", 0.0))
 
@@ -371,6 +373,12 @@ class EnvironmentBuilder:
                                   "for this workspace alone")
         raise AssertionError("the last candidate is always built")  # pragma: no cover
 
+    def _usable_here(self, path: Path) -> bool:
+        """Nomad jobs fetch the archive a build job uploaded; local sandboxes bind the venv itself."""
+        if self.executor.name == "nomad":
+            return archive_path(path).is_file()
+        return (path / "bin").is_dir()
+
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
         locks = self.root / ".locks"
@@ -400,13 +408,10 @@ class EnvironmentBuilder:
                     on_output(line)
 
             if self.executor.name == "nomad":
-                # Nomad builds the environment in each allocation's environment task (an unprivileged task
-                # with every capability dropped); this host only records what to build.
                 if checked.bundle_paths:
                     raise EnvironmentBuildError("requirements that are paths in the bundle cannot be built on the "
                                                 "Nomad executor yet; publish the package to your index")
-                path.mkdir(mode=0o755)
-                emit("podium: the environment is built on the cluster, in each allocation")
+                self._build_on_nomad(path, checked, variant, emit, scope=scope)
             else:
                 self._build_in_sandbox(path, checked, variant, emit, scope=scope, bundle=bundle)
         marker: dict[str, Any] = {
@@ -418,6 +423,8 @@ class EnvironmentBuilder:
             "seconds": round(time.monotonic() - started, 3),
             "built_at": time.time(),
         }
+        if self.executor.name == "nomad" and normalised.strip():
+            marker["archive"] = archive_path(path).name  # what Nomad jobs fetch, uploaded by the build job
         (path / MARKER).write_text(json.dumps(marker))
         (path / MARKER).chmod(0o444)
         return Environment(key=key, path=path, python_version=marker["python"], variant=variant, cached=False,
@@ -432,51 +439,96 @@ class EnvironmentBuilder:
         workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=self.root))
         try:
             spec = self.build_spec(path, checked, variant, workdir, cache, scope=scope, bundle=bundle)
-            handle = self.executor.start(spec)
-            tail: list[str] = []
-            try:
-                for line in self.executor.logs(handle, follow=True):
-                    text = self._redact(line.text, path)
-                    tail = (tail + [text])[-200:]
-                    emit(text)
-                status = self.executor.wait(handle, timeout=30)
-            finally:
-                self.executor.stop(handle, grace_s=1)
+            self._run_build(spec, path, emit)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _build_on_nomad(self, path: Path, checked: CheckedRequirements, variant: Variant, emit: OutputCallback,
+                        *, scope: str) -> None:
+        """Build once, in a Nomad build job: it builds the venv at ``local/env`` in its task, packs it and
+        uploads it (a signed PUT) as ``<root>/<key>.tar.gz``; the jobs that use it fetch that archive. With no
+        requirements there is nothing to build: those jobs run the client's interpreter directly."""
+        path.mkdir(mode=0o755)
+        archive = archive_path(path)
+        archive.unlink(missing_ok=True)  # left by an interrupted build: the upload never replaces an archive
+        if not checked.text().strip():
+            emit("podium: no requirements; sandboxes run the cluster's Python directly, nothing to build")
+            return
+        workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=self.root))
+        try:
+            workdir.chmod(0o755)
+            spec = self.nomad_build_spec(path, checked, variant, workdir, scope=scope)
+            self._run_build(spec, path, emit)
+        except BaseException:
+            archive.unlink(missing_ok=True)
+            raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if not archive.is_file():
+            _remove(path)
+            raise EnvironmentBuildError("building the environment failed: the build job ended without uploading "
+                                        "the environment (is PODIUM_ARTIFACT_URL reachable from Nomad clients?)")
+
+    def _run_build(self, spec: SandboxSpec, path: Path, emit: OutputCallback) -> None:
+        """Start the build sandbox, follow its output to ``emit``, and raise its own error if it fails."""
+        handle = self.executor.start(spec)
+        tail: list[str] = []
+        try:
+            for line in self.executor.logs(handle, follow=True):
+                text = self._redact(line.text, path)
+                tail = (tail + [text])[-200:]
+                emit(text)
+            status = self.executor.wait(handle, timeout=30)
+        finally:
+            self.executor.stop(handle, grace_s=1)
         if status.state != State.EXITED:
             _remove(path)
             output = "\n".join(tail)
             starts = [n for n, line in enumerate(tail) if line.lstrip().lower().startswith(("error", "×"))]
             summary = "\n".join(tail[starts[0]:][:25] if starts else tail[-12:])
-            if status.limit:
-                summary = f"{summary}\n{status.reason}".strip()
+            if status.limit or not tail:
+                summary = f"{summary}\n{status.reason or ''}".strip()
             raise EnvironmentBuildError(f"building the environment failed:\n{summary}", output=output)
 
     def _redact(self, text: str, path: Path) -> str:
         """Build output is shown to members: this host's paths become names."""
-        return text.replace(str(path), "<environment>").replace(self.uv, "uv").replace(str(self.root), "<envs>")
+        text = text.replace(str(path), "<environment>").replace(os.path.realpath(self.uv), "uv")
+        return text.replace(self.uv, "uv").replace(str(self.root), "<envs>")
 
-    def build_spec(self, path: Path, checked: CheckedRequirements, variant: Variant, workdir: Path, cache: Path,
-                   *, scope: str, bundle: Path | None) -> SandboxSpec:
-        """The build sandbox's spec; its plan (``plan.json``) and script are written to ``workdir``."""
+    def nomad_build_spec(self, path: Path, checked: CheckedRequirements, variant: Variant, workdir: Path,
+                         *, scope: str) -> SandboxSpec:
+        """The Nomad build job's spec: the local build's plan, with the client's uv and interpreter (by
+        version), no shared cache and no host paths; ``output_dir`` names the environment, whose archive
+        the job uploads."""
+        spec = self.build_spec(path, checked, variant, workdir, None, scope=scope, bundle=None,
+                               python=f"python{'.'.join(python_version(self.python).split('.')[:2])}",
+                               uv=self.executor.config.settings.uv)  # type: ignore[attr-defined]
+        return spec.model_copy(update={"read_only_paths": []})
+
+    def build_spec(self, path: Path, checked: CheckedRequirements, variant: Variant, workdir: Path,
+                   cache: Path | None, *, scope: str, bundle: Path | None, python: str | None = None,
+                   uv: str | None = None) -> SandboxSpec:
+        """The build sandbox's spec; its plan (``plan.json``) and script are written to ``workdir``.
+        ``python`` and ``uv`` name the build host's tools when it is not this one."""
         normalised = checked.text()
+        python = python or self.python
+        uv_path = uv or os.path.realpath(self.uv)  # what _read_only_paths binds: uv reached by a symlink too
         index_args, index_env = uv_index_args(self.pip_settings, with_constraints=False)
         constraints = []
         for n, item in enumerate(self.pip_settings.get("constraint", "").split()):
             source = Path(unquote(urlparse(item).path) if item.startswith("file:") else item)
             if source.is_file():
                 (workdir / f"constraints-{n}.txt").write_text(source.read_text())
-                constraints.append(f"/code/constraints-{n}.txt")
+                constraints.append(f"constraints-{n}.txt")  # beside the plan
         pins = self._cpu_pins(normalised, variant)
         if pins:
             emit_pins = "\n".join(pins) + "\n"
             (workdir / "cpu-builds.txt").write_text(emit_pins)
-            constraints.append("/code/cpu-builds.txt")
+            constraints.append("cpu-builds.txt")
         plan = {
             "venv": str(path),
-            "python": self.python,
-            "uv": self.uv,
+            "python": python,
+            "uv": uv_path,
             "requirements": normalised,
             "index_args": index_args,
             "constraints": constraints,
@@ -488,14 +540,14 @@ class EnvironmentBuilder:
         }
         (workdir / "plan.json").write_text(json.dumps(plan))
         shutil.copy(RUNTIME_SCRIPT, workdir / "build_env.py")
-        for item in workdir.iterdir():
-            item.chmod(0o444)
+        for written in workdir.iterdir():
+            written.chmod(0o444)
         workdir.chmod(0o755)
         return SandboxSpec(
             workspace="podium" if scope == SHARED else scope,
             name="environment-build",
             purpose="build",
-            command=[self.python, "-I", "/code/build_env.py", "/code/plan.json"],
+            command=[python, "-I", f"{CODE_MOUNT}/build_env.py", f"{CODE_MOUNT}/plan.json"],
             code_dir=workdir,
             artifact_dir=bundle if checked.bundle_paths else None,
             output_dir=path,
@@ -533,6 +585,12 @@ class EnvironmentBuilder:
         if variant != "cpu":
             return []
         return cpu_preferences(normalise_requirements(requirements), local_cpu_wheels(self.pip_settings))
+
+
+def archive_path(environment: Path) -> Path:
+    """Where a Nomad-built environment's archive is kept: ``<root>/<key>.tar.gz``, beside its directory
+    (the artifact view serves it at the URL the executor signs for the environment)."""
+    return environment.with_name(f"{environment.name}.tar.gz")
 
 
 def _bundle_digest(bundle: Path | None, rels: list[str]) -> str:

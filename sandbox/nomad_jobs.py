@@ -1,7 +1,7 @@
 """Render a ``SandboxSpec`` into a Nomad job (JSON, as the HTTP API takes it).
 
 The templates live in ``nomad-jobs/`` (one per purpose: ``server``,
-``oneshot``, ``kernel``) and an operator can read them, render one with
+``oneshot``, ``kernel``, ``build``) and an operator can read them, render one with
 ``python -m sandbox.nomad_jobs spec.json`` and run it by hand with
 ``nomad job run -json``. Every value is rendered with ``| tojson`` and the
 environment uses ``StrictUndefined``: a placeholder without a value fails the
@@ -25,15 +25,14 @@ from pydantic import BaseModel, ConfigDict
 
 from sandbox.environments import MARKER
 from sandbox.errors import SandboxError
-from sandbox.spec import SandboxSpec
+from sandbox.spec import ARTIFACT_MOUNT, CODE_MOUNT, NOMAD_ENVIRONMENT, SandboxSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "nomad-jobs"
 SECOND_NS = 1_000_000_000
 RESTART_MIN_INTERVAL_NS = 5 * SECOND_NS  # Nomad refuses a shorter RestartPolicy Interval
 TIME_LIMIT_EXIT = 124  # what coreutils' timeout exits with when it had to stop the command
-# The purposes rendered as jobs. Builds are not (yet): on Nomad an environment is built by each allocation's
-# environment task, and the executor refuses a build spec.
-RENDERED_PURPOSES = ("server", "oneshot", "kernel")
+# The purposes rendered as jobs: every one (a build is a batch job that uploads the environment it built).
+RENDERED_PURPOSES = ("server", "oneshot", "kernel", "build")
 
 
 class _Data(BaseModel):
@@ -49,7 +48,6 @@ class TaskData(_Data):
     name: str
     driver: str
     user: str
-    prestart: bool = False
     command: str
     args: list[str]
     env: dict[str, str]
@@ -128,7 +126,7 @@ def gpu_constraints(spec: SandboxSpec) -> list[dict[str, str]]:
     return constraints
 
 
-def _environment_requirements(spec: SandboxSpec) -> tuple[str, str] | None:
+def environment_requirements(spec: SandboxSpec) -> tuple[str, str] | None:
     """(requirements, python version) of the spec's environment, from its marker."""
     if spec.environment is None:
         return None
@@ -155,8 +153,10 @@ def _limit_wrapper(spec: SandboxSpec) -> list[str]:
 # On Nomad each is an artifact fetched into the task directory as ``code``/``artifacts``; the exec
 # chroot's root is that directory, so the task sees them at /code and /artifacts, and a command naming
 # them is written relative to the task directory so that it holds without a chroot too.
-MOUNTS = {"code": "/code", "artifacts": "/artifacts"}
+MOUNTS = {"code": CODE_MOUNT, "artifacts": ARTIFACT_MOUNT}
 TASK_ROOT = "${NOMAD_TASK_DIR}/.."  # the task directory (NOMAD_TASK_DIR is its local/)
+# The environment in the task: NOMAD_TASK_DIR is the task's local/ (the chroot's /local), so this is /local/env.
+ENV_DIR = "${NOMAD_TASK_DIR}/" + NOMAD_ENVIRONMENT.removeprefix("local/")
 
 
 def _in_task(arg: str, present: dict[str, str]) -> str:
@@ -168,10 +168,14 @@ def _in_task(arg: str, present: dict[str, str]) -> str:
 
 
 def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_urls: dict[str, str]) -> JobData:
-    """The typed job data for ``spec``. ``artifact_urls`` maps ``code``/``artifacts``
-    to signed URLs that Nomad clients fetch."""
-    env_dir = "${NOMAD_ALLOC_DIR}/env"
-    environment = _environment_requirements(spec)
+    """The typed job data for ``spec``. ``artifact_urls`` maps ``code``/``artifacts``/``environment``
+    to signed URLs that Nomad clients fetch, and, for a build, ``upload`` to the signed URL the built
+    environment is PUT to.
+
+    An environment with requirements is an artifact unpacked at ``local/env`` in the task (built there by
+    the build job, so the venv's absolute paths hold); an environment without any is no step at all: the
+    command's ``python`` is the client's interpreter of the environment's version."""
+    environment = environment_requirements(spec)
     command = list(spec.command)
     env = {
         **spec.env,
@@ -184,14 +188,26 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         "PODIUM_WORKSPACE": spec.workspace,
         "PODIUM_PURPOSE": spec.purpose,
     }
-    if spec.purpose != "oneshot":
+    if spec.purpose in ("server", "kernel"):
         env["PODIUM_LISTEN"] = "tcp:0.0.0.0:${NOMAD_PORT_http}"
-    if spec.environment is not None:
-        host_env = str(spec.environment)
-        command = [arg.replace(host_env, env_dir) for arg in command]
-        env["VIRTUAL_ENV"] = env_dir
-        env["PATH"] = f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
     artifacts = []
+    if spec.environment is not None and environment is not None:
+        host_env, (requirements, python) = str(spec.environment), environment
+        if requirements.strip():
+            if "environment" not in artifact_urls:
+                raise SandboxError(f"no signed URL for the environment {spec.environment}")
+            artifacts.append(ArtifactData(url=artifact_urls["environment"], dest=NOMAD_ENVIRONMENT))
+            command = [arg.replace(host_env, ENV_DIR) for arg in command]
+            env["VIRTUAL_ENV"] = ENV_DIR
+            env["PATH"] = f"{ENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin"
+        else:
+            interpreter = "python" + ".".join(python.split(".")[:2])
+            command = [interpreter if arg in ("python", f"{host_env}/bin/python") else arg for arg in command]
+    if spec.purpose == "build":
+        if "upload" not in artifact_urls:
+            raise SandboxError("a build job needs a signed upload URL for the environment")
+        env["PODIUM_ENV_DIR"] = ENV_DIR
+        env["PODIUM_UPLOAD_URL"] = artifact_urls["upload"]
     for key in MOUNTS:
         if key in artifact_urls:
             artifacts.append(ArtifactData(url=artifact_urls[key], dest=key))
@@ -212,33 +228,10 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         gpus=spec.resources.gpus,
         gpu_constraints=gpu_constraints(spec),
     )
-    tasks = [main]
-    if environment is not None:
-        requirements, python = environment
-        minor = ".".join(python.split(".")[:2])
-        script = (
-            'printf "%s\\n" "$PODIUM_REQUIREMENTS" > "$NOMAD_TASK_DIR/requirements.txt" && '
-            f'{settings.uv} venv --python python{minor} "{env_dir}" && '
-            f'{settings.uv} pip install --python "{env_dir}/bin/python" -r "$NOMAD_TASK_DIR/requirements.txt"'
-        )
-        tasks.insert(
-            0,
-            TaskData(
-                name="environment",
-                driver=settings.driver,
-                user=settings.task_user,
-                prestart=True,
-                command="/bin/sh",
-                args=["-c", script],
-                env={"PODIUM_REQUIREMENTS": requirements},
-                cpu_mhz=cpu_mhz,
-                memory_mb=max(512, spec.resources.memory_mib),
-            ),
-        )
     return JobData(
         id=job_id,
         namespace=namespace_for(spec.workspace, settings),
-        type="batch" if spec.purpose == "oneshot" else "service",
+        type="batch" if spec.runs_to_completion else "service",
         region=settings.region,
         datacenters=list(settings.datacenters),
         meta={
@@ -254,7 +247,7 @@ def build_job(spec: SandboxSpec, job_id: str, settings: NomadSettings, artifact_
         service_name=job_id,
         tags=["podium", f"workspace={spec.workspace}", f"purpose={spec.purpose}"],
         check_type="http" if spec.purpose == "server" else "tcp",
-        tasks=tasks,
+        tasks=[main],
     )
 
 
@@ -279,6 +272,11 @@ def unenforced(spec: SandboxSpec) -> list[str]:
         notes.append(
             f"restarts wait a constant {spec.restart.backoff_s:g} s on Nomad (its restart delay does not grow "
             f"up to max_backoff_s)"
+        )
+    if spec.purpose == "build":
+        notes.append(
+            "a build's network 'index' is the group's bridge network: keeping it to the package index is the "
+            "cluster's egress rules' job (see docs/sandbox.md)"
         )
     if spec.network == "none" and spec.purpose != "oneshot":
         notes.append(
@@ -333,7 +331,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-id", default=None)
     args = parser.parse_args(argv)
     spec = SandboxSpec.model_validate_json(args.spec.read_text())
-    print(render_text(build_job(spec, args.job_id or new_job_id(spec), NomadSettings(), {})), end="")
+    from sandbox.executors.nomad import NomadExecutor
+
+    executor = NomadExecutor()  # the URLs are signed as Podium would sign them (PODIUM_ARTIFACT_* settings)
+    job_id = args.job_id or new_job_id(spec)
+    job = build_job(spec, job_id, executor.config.settings, executor.artifact_urls(spec))
+    print(render_text(job), end="")
 
 
 if __name__ == "__main__":

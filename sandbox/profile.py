@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.spec import SandboxSpec
+from sandbox.spec import ARTIFACT_MOUNT, CODE_MOUNT, SandboxSpec
 
 SOCKET_DIR = "/run/podium"
 SERVER_SOCKET = f"{SOCKET_DIR}/server.sock"
@@ -104,9 +104,9 @@ def mounts(plan: ReplicaPlan) -> list[list[str]]:
     ]
     spec = plan.spec
     if spec.code_dir:
-        lines.append(["--ro-bind", str(spec.code_dir), "/code"])
+        lines.append(["--ro-bind", str(spec.code_dir), CODE_MOUNT])
     if spec.artifact_dir:
-        lines.append(["--ro-bind", str(spec.artifact_dir), "/artifacts"])
+        lines.append(["--ro-bind", str(spec.artifact_dir), ARTIFACT_MOUNT])
     if spec.environment:
         # Venvs hold absolute paths (shebangs, pyvenv.cfg), so they appear at
         # the same path inside as outside.
@@ -146,9 +146,9 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
         "PODIUM_LISTEN": f"unix:{SERVER_SOCKET}",
     }
     if spec.code_dir:
-        env["PODIUM_CODE_DIR"] = "/code"
+        env["PODIUM_CODE_DIR"] = CODE_MOUNT
     if spec.artifact_dir:
-        env["PODIUM_ARTIFACT_DIR"] = "/artifacts"
+        env["PODIUM_ARTIFACT_DIR"] = ARTIFACT_MOUNT
     if spec.environment:
         env["VIRTUAL_ENV"] = str(spec.environment)
         path = f"{spec.environment}/bin:{path}"

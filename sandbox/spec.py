@@ -30,6 +30,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$"
+
+# The sandbox's layout, one definition every executor honours (sandbox.profile binds these locally; the Nomad
+# executor fetches each into the task directory, which the exec chroot shows at the same paths).
+CODE_MOUNT = "/code"  # code_dir, read-only
+ARTIFACT_MOUNT = "/artifacts"  # artifact_dir, read-only
+#: On Nomad, where a built environment lives, relative to the task directory (the exec chroot shows it at
+#: ``/local/env``): the build job builds it there and every job that uses it unpacks it there, because a venv
+#: holds absolute paths. Locally an environment is bound at its host path, for the same reason.
+NOMAD_ENVIRONMENT = "local/env"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the runtime sets itself; a spec cannot override them.
 RESERVED_ENV_PREFIXES = ("PODIUM_", "NOMAD_", "LD_", "CUDA_VISIBLE", "NVIDIA_VISIBLE")

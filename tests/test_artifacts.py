@@ -57,3 +57,65 @@ def test_the_nomad_executor_signs_with_the_key_the_view_checks(settings, tmp_pat
     relative = code.relative_to(config.artifact_root)
     url = sign_url(config.artifact_url, f"{relative}.tar.gz", config.signing_key)
     assert Client().get(url.replace("http://testserver", "")).status_code == 200
+
+
+def env_archive(files: dict[str, bytes], link: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o444
+            tar.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo("bin/python")
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def make_env_dir(settings, tmp_path):
+    settings.PODIUM_ARTIFACT_ROOT = tmp_path
+    settings.PODIUM_ARTIFACT_SIGNING_KEY = "k" * 40
+    (tmp_path / "sandbox" / "envs" / "abc").mkdir(parents=True)
+    return tmp_path / "sandbox" / "envs" / "abc.tar.gz"
+
+
+def put(url: str, body: bytes):
+    return Client().put(url, data=body, content_type="application/gzip")
+
+
+def test_a_build_job_uploads_its_environment_once_and_jobs_fetch_it(settings, tmp_path):
+    archive = make_env_dir(settings, tmp_path)
+    body = env_archive({"bin/python": b"\x7fELF", "lib/python3.11/site-packages/demo.py": b"ANSWER = 42\n"})
+    upload = url_for("sandbox/envs/abc.tar.gz", method="PUT")
+    assert put(upload, body).status_code == 201
+    assert archive.read_bytes() == body and not archive.stat().st_mode & 0o222
+    assert put(upload, body).status_code == 409  # written once: never replaced
+    response = Client().get(url_for("sandbox/envs/abc.tar.gz"))
+    assert response.status_code == 200 and b"".join(response.streaming_content) == body
+
+
+def test_an_upload_needs_a_signature_made_for_uploading(settings, tmp_path):
+    archive = make_env_dir(settings, tmp_path)
+    body = env_archive({"a": b"1"})
+    answers = [
+        put(url_for("sandbox/envs/abc.tar.gz"), body),  # signed for GET
+        put(url_for("sandbox/envs/abc.tar.gz", method="PUT", now=time.time() - 7200), body),
+        put(url_for("sandbox/envs/other.tar.gz", method="PUT"), body),  # no such environment being built
+        put(url_for("../../x.tar.gz", method="PUT"), body),
+    ]
+    assert {a.status_code for a in answers} == {404} and not archive.exists()
+    assert Client().get(url_for("sandbox/envs/abc.tar.gz", method="PUT")).status_code == 404
+
+
+def test_an_upload_is_bounded_and_must_be_a_plain_archive(settings, tmp_path):
+    archive = make_env_dir(settings, tmp_path)
+    settings.PODIUM_ENV_ARCHIVE_MAX_MIB = 1
+    upload = url_for("sandbox/envs/abc.tar.gz", method="PUT")
+    assert put(upload, b"\0" * ((1 << 20) + 1)).status_code == 413
+    assert put(upload, b"not a tarball").status_code == 400
+    link = put(upload, env_archive({"a": b"1"}, link="/etc/shadow"))
+    assert link.status_code == 400 and b"not a regular file" in link.content
+    escape = put(upload, env_archive({"../../escape": b"1"}))
+    assert escape.status_code == 400 and b"outside the environment" in escape.content
+    assert not archive.exists() and [p.name for p in archive.parent.iterdir()] == ["abc"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import client_for
-from webapp.serving.deploy import _spec
+from webapp.serving.deploy import server_spec as _spec
 from webapp.serving.models import Model, ModelVersion
 from webapp.workspaces.models import AuditEvent, Workspace
 

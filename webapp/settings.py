@@ -230,6 +230,8 @@ PODIUM_MAX_REQUEST_BYTES = envint("PODIUM_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
 PODIUM_PREDICT_TIMEOUT_S = envint("PODIUM_PREDICT_TIMEOUT_S", 60)
 PODIUM_READY_TIMEOUT_S = envint("PODIUM_READY_TIMEOUT_S", 300)
 PODIUM_DRAIN_S = envint("PODIUM_DRAIN_S", 10)
+# The reconciler (webapp/serving/reconciler.py): restarts of one version within an hour before it is failed.
+PODIUM_RECONCILE_MAX_RESTARTS = envint("PODIUM_RECONCILE_MAX_RESTARTS", 3)
 PODIUM_METRICS_TOKEN = envsecret("PODIUM_METRICS_TOKEN", "") or ""
 # Per-workspace quotas (webapp/serving/quotas.py): the defaults; `manage.py quota` sets one workspace's own.
 PODIUM_QUOTA_REPLICAS = envint("PODIUM_QUOTA_REPLICAS", 8)
@@ -246,3 +248,5 @@ PODIUM_IDE_WARM_START_TIMEOUT_S = envint("PODIUM_IDE_WARM_START_TIMEOUT_S", 120)
 # Signed artifact URLs for sandboxes on other hosts (webapp/core/artifacts.py, sandbox/signing.py).
 PODIUM_ARTIFACT_ROOT = Path(envstr("PODIUM_ARTIFACT_ROOT", str(VAR_DIR))).resolve()
 PODIUM_ARTIFACT_SIGNING_KEY = envsecret("PODIUM_ARTIFACT_SIGNING_KEY") or SECRET_KEY
+# The largest environment archive a Nomad build job may upload (PUT /sandbox-artifacts/...).
+PODIUM_ENV_ARCHIVE_MAX_MIB = envint("PODIUM_ENV_ARCHIVE_MAX_MIB", 4096)

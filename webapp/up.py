@@ -252,7 +252,8 @@ class Up:
             child.reader.join(2)
 
     def announce_when_ready(self) -> None:
-        """Poll /healthz; once it answers 200, print how to sign in and call the API.
+        """Poll /healthz; once it answers 200 ``ok`` (not ``degraded``: the executor is up too), print how to
+        sign in and call the API.
 
         Polls fast while nothing listens, then slowly (each probe is a line in web's log); says why it is
         still waiting after 20 s and every minute after that.
@@ -277,6 +278,13 @@ def probe(url: str) -> tuple[int | None, str]:
     """GET ``url``: (status, short body), or (None, why not) when nothing answered."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
+            body = response.read(8000).decode(errors="replace")
+            try:
+                degraded = json.loads(body).get("status") == "degraded"
+            except (ValueError, AttributeError):
+                degraded = False
+            if degraded:  # up, but the executor is not (yet): not ready to announce
+                return None, f"{response.status} {body[:300]}"
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, f"{exc.code} {exc.read(300).decode(errors='replace')}"

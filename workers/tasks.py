@@ -67,3 +67,13 @@ def stop_drained_versions() -> int:
     from webapp.serving.models import Model
 
     return sum(len(stop_unused(model_id)) for model_id in Model.objects.values_list("pk", flat=True))
+
+
+@shared_task
+def reconcile_sandboxes() -> int:
+    """Beat's reconciler: restart (or mark failed) ready versions whose sandboxes are gone, and retire warm
+    runners whose sandboxes are (see webapp.serving.reconciler)."""
+    from webapp.ide import warm
+    from webapp.serving import reconciler
+
+    return len(reconciler.reconcile()) + warm.retire_dead()

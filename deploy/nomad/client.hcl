@@ -14,7 +14,7 @@ client {
   # What the exec driver links into every task's chroot. The default links the
   # host's whole /etc and /usr (about 9 s per task, and /etc/shadow inside); this
   # list is what Podium's tasks need: the interpreter, the limit wrapper, the shell
-  # and uv for the environment task, shared libraries, TLS roots, name resolution.
+  # and uv for build jobs, shared libraries, TLS roots, name resolution.
   # No setuid binary may be listed: a task runs with NoNewPrivs 0, so a setuid-root
   # program would give it uid 0. Check with: find <path> -perm -4000
   chroot_env {

@@ -72,6 +72,7 @@ class NomadConfig:
             mhz_per_core=int(env.get("PODIUM_NOMAD_MHZ_PER_CORE", "1000")),
             driver=env.get("PODIUM_NOMAD_DRIVER", "exec"),
             task_user=env.get("PODIUM_NOMAD_TASK_USER", "nobody"),
+            uv=env.get("PODIUM_NOMAD_UV", "uv"),
             isolated_network=env.get("PODIUM_NOMAD_ISOLATED_NETWORK", "podium-isolated"),
         )
         podium_url = env.get("PODIUM_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -176,28 +177,40 @@ class NomadExecutor(Executor):
             except (nomad_errors.BaseNomadException, OSError) as exc:
                 raise self._translate(exc, "namespace") from None
 
-    def _artifact_urls(self, spec: SandboxSpec) -> dict[str, str]:
+    def artifact_urls(self, spec: SandboxSpec) -> dict[str, str]:
+        """Signed URLs for what the job fetches (``code``, ``artifacts``, ``environment``: the archive its
+        build job uploaded, when it has requirements) and, for a build, where it uploads (``upload``, signed
+        for PUT, valid for the build's wall time and ten minutes more)."""
         urls = {}
-        for key, path in (("code", spec.code_dir), ("artifacts", spec.artifact_dir)):
-            if path is None:
-                continue
-            try:
-                relative = path.resolve().relative_to(self.config.artifact_root.resolve())
-            except ValueError:
-                raise SandboxError(f"{path} is outside the artifact store {self.config.artifact_root}") from None
-            if not self.config.signing_key:
-                raise SandboxError("PODIUM_ARTIFACT_SIGNING_KEY is not set; Nomad clients cannot fetch artifacts")
-            urls[key] = sign_url(self.config.artifact_url, f"{relative}.tar.gz", self.config.signing_key)
+        environment = nomad_jobs.environment_requirements(spec)
+        archive = spec.environment if environment is not None and environment[0].strip() else None
+        for key, path in (("code", spec.code_dir), ("artifacts", spec.artifact_dir), ("environment", archive)):
+            if path is not None:
+                urls[key] = self._sign(path)
+        if spec.purpose == "build" and spec.output_dir is not None:
+            ttl = int(spec.wall_time_s or 3600) + 600
+            urls["upload"] = self._sign(spec.output_dir, ttl_s=ttl, method="PUT")
         return urls
+
+    def _sign(self, path: Path, ttl_s: int = 3600, method: str = "GET") -> str:
+        """The signed URL of ``<path>.tar.gz`` (a directory served as a tarball, or an environment's archive)."""
+        try:
+            relative = path.resolve().relative_to(self.config.artifact_root.resolve())
+        except ValueError:
+            raise SandboxError(f"{path} is outside the artifact store {self.config.artifact_root}") from None
+        if not self.config.signing_key:
+            raise SandboxError("PODIUM_ARTIFACT_SIGNING_KEY is not set; Nomad clients cannot fetch artifacts")
+        return sign_url(self.config.artifact_url, f"{relative}.tar.gz", self.config.signing_key, ttl_s=ttl_s,
+                        method=method)
 
     # the contract
 
     def start(self, spec: SandboxSpec) -> SandboxHandle:
-        if spec.purpose == "build":
-            raise SpecNotSupported("the Nomad executor builds environments in each allocation's environment task, "
-                                   "not as a build sandbox")
+        if spec.purpose == "build" and (spec.cache_dir is not None or spec.read_only_paths):
+            raise SpecNotSupported("a Nomad build job has no shared uv cache and no host paths: uv, the "
+                                   "interpreter and the index configuration come from the client")
         job_id = nomad_jobs.new_job_id(spec)
-        job = nomad_jobs.build_job(spec, job_id, self.config.settings, self._artifact_urls(spec))
+        job = nomad_jobs.build_job(spec, job_id, self.config.settings, self.artifact_urls(spec))
         namespace = job.namespace
         self._ensure_namespace(namespace, spec.workspace)
         try:
@@ -474,7 +487,7 @@ def _explain(event: dict[str, Any], state: dict[str, Any]) -> tuple[str, LimitNa
     limits = state.get("limits", {})
     if details.get("oom_killed") == "true":  # Nomad's only OOM signal: Details, as a string
         return f"memory limit: the sandbox used more than its {state.get('memory_mib')} MiB of memory", "memory"
-    if code == nomad_jobs.TIME_LIMIT_EXIT and state.get("purpose") == "oneshot":
+    if code == nomad_jobs.TIME_LIMIT_EXIT and state.get("purpose") in ("oneshot", "build"):
         return f"time limit: the run took longer than {limits.get('wall_time_s') or 3600:g} s", "time"
     if code == 128 + 24:
         return f"cpu time limit: the sandbox used more than {limits.get('cpu_time_s')} s of CPU", "cpu time"

@@ -14,6 +14,14 @@ run; this script only runs it:
 4. compile bytecode with ``python -I -S -m compileall``: environments are mounted read-only, so Python could
    never cache it itself, and ``-S`` keeps the installed packages' ``.pth`` files from running.
 
+On Nomad (a build job, ``nomad-jobs/build.json.j2``) two more things come from the job's environment:
+``PODIUM_ENV_DIR`` is where to build (the task's ``local/env``, the path every job that uses the environment
+unpacks it at, since a venv holds absolute paths), and ``PODIUM_UPLOAD_URL`` is a signed, expiring URL:
+
+5. pack the environment (a gzip tar of regular files and directories only: a symlink to a file is stored as
+   that file, the interpreter included, as ``venv --copies`` would make it; a symlink to a directory is
+   left out) with write permission removed, and ``PUT`` it to that URL.
+
 Each step prints a ``podium:`` line; the exit status is the failing step's.
 """
 
@@ -26,10 +34,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
-
-BUNDLE_COPY = Path("/tmp/bundle")  # noqa: S108 - the sandbox's own /tmp
 
 
 def _pipe(source: socket.socket, target: socket.socket) -> None:
@@ -79,34 +89,80 @@ def run(argv: list[str], env: dict[str, str], cwd: Path) -> None:
         raise SystemExit(code)
 
 
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """One entry, with write permission removed; a symlink becomes what it points to (a directory link is
+    skipped: ``lib64 -> lib`` would store the environment twice)."""
+    if path.is_symlink() and path.is_dir():
+        return
+    info = tar.gettarinfo(str(path.resolve()) if path.is_symlink() else str(path), arcname=arcname)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode &= 0o555
+    if info.isfile():
+        with open(path, "rb") as data:
+            tar.addfile(info, data)
+    elif info.isdir():
+        tar.addfile(info)
+
+
+def pack_and_upload(venv: Path, url: str) -> None:
+    print("podium: packing the environment", flush=True)
+    with tempfile.NamedTemporaryFile(suffix=".tar.gz") as archive:
+        with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=3) as tar:
+            for dirpath, dirnames, filenames in os.walk(venv):
+                dirnames.sort()
+                base = Path(dirpath)
+                for name in sorted(dirnames) + sorted(filenames):
+                    _add(tar, base / name, str((base / name).relative_to(venv)))
+        size = archive.tell()
+        archive.seek(0)
+        print(f"podium: uploading the environment ({size / 1048576:.1f} MiB)", flush=True)
+        request = urllib.request.Request(url, data=archive, method="PUT",  # noqa: S310 - Podium's own URL
+                                         headers={"Content-Type": "application/gzip", "Content-Length": str(size)})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310
+                response.read()
+        except urllib.error.HTTPError as exc:
+            print(f"podium: the upload was refused ({exc.code}): {exc.read().decode(errors='replace').strip()}",
+                  flush=True)
+            raise SystemExit(3) from None
+        except OSError as exc:
+            print(f"podium: the upload failed: {exc}", flush=True)
+            raise SystemExit(3) from None
+
+
 def main() -> None:
     plan = json.loads(Path(sys.argv[1]).read_text())
     env = dict(os.environ)
     env.update(plan.get("env", {}))
     start_proxy_forwarder(env)
-    BUNDLE_COPY.mkdir(parents=True, exist_ok=True)
+    bundle_copy = Path(tempfile.gettempdir()) / "bundle"  # the sandbox's own /tmp (on Nomad: the task's)
+    bundle_copy.mkdir(parents=True, exist_ok=True)
     for rel in plan.get("bundle_paths", []):
-        shutil.copytree(Path("/artifacts") / rel, BUNDLE_COPY / rel, symlinks=True, dirs_exist_ok=True)
-    requirements = BUNDLE_COPY / "requirements.txt"
+        shutil.copytree(Path("/artifacts") / rel, bundle_copy / rel, symlinks=True, dirs_exist_ok=True)
+    requirements = bundle_copy / "requirements.txt"
     requirements.write_text(plan["requirements"] + "\n")
-    venv = Path(plan["venv"])
+    venv = Path(os.environ.get("PODIUM_ENV_DIR") or plan["venv"])
     uv = plan["uv"]
     print("podium: creating the environment", flush=True)
-    run([uv, "venv", "--python", plan["python"], "--no-project", "--no-config", str(venv)], env, BUNDLE_COPY)
+    run([uv, "venv", "--python", plan["python"], "--no-project", "--no-config", str(venv)], env, bundle_copy)
     if plan["requirements"].strip():
         print("podium: installing the requirements" + (" (wheels only)" if plan.get("no_build") else ""),
               flush=True)
         argv = [uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--no-progress", "--no-config",
                 "-r", str(requirements), *plan.get("index_args", [])]
-        for constraint in plan.get("constraints", []):
-            argv += ["--constraint", constraint]
+        for constraint in plan.get("constraints", []):  # named relative to the plan
+            argv += ["--constraint", str(Path(sys.argv[1]).parent / constraint)]
         if plan.get("no_build"):
             argv.append("--no-build")
-        run(argv, env, BUNDLE_COPY)
+        run(argv, env, bundle_copy)
     print("podium: compiling bytecode", flush=True)
     subprocess.call([str(venv / "bin" / "python"), "-I", "-S", "-m", "compileall", "-q", "-j", "0",
-                     str(venv / "lib")], env=env, cwd=BUNDLE_COPY, stdout=subprocess.DEVNULL)
+                     str(venv / "lib")], env=env, cwd=bundle_copy, stdout=subprocess.DEVNULL)
     print("podium: environment built", flush=True)
+    if os.environ.get("PODIUM_UPLOAD_URL"):
+        pack_and_upload(venv, os.environ["PODIUM_UPLOAD_URL"])
+        print("podium: environment uploaded", flush=True)
 
 
 if __name__ == "__main__":

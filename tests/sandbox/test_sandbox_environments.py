@@ -201,7 +201,7 @@ def test_the_hosts_index_config_resolves_torch_to_the_local_cpu_build(tmp_path: 
                               scope="shared", bundle=None)
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert spec.purpose == "build" and spec.network == "index"
-    assert "/code/cpu-builds.txt" in plan["constraints"]
+    assert "cpu-builds.txt" in plan["constraints"]  # named beside the plan (/code locally, the task on Nomad)
     pins = (tmp_path / "cpu-builds.txt").read_text()
     assert pins.startswith("torch==") and "+cpu" in pins
     argv = [builder.uv, "pip", "install", "--python", str(tmp_path / "venv" / "bin" / "python"), "torch",

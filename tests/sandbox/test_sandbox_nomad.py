@@ -107,12 +107,46 @@ def golden_cases(tmp: Path) -> dict[str, tuple[SandboxSpec, dict[str, str]]]:
                 environment=env,
                 command=[f"{env}/bin/python", "-m", "ipykernel_launcher"],
             ),
-            {},
+            {"environment": ENV_URL},
+        ),
+        "build": (
+            SandboxSpec(
+                workspace="podium",
+                name="environment-build",
+                purpose="build",
+                network=Network.INDEX,
+                output_dir=env,
+                command=["python3.11", "-I", "/code/build_env.py", "/code/plan.json"],
+                limits=Limits(wall_time_s=1800, disk_mib=10240, pids=1024, nofile=4096),
+            ),
+            {"code": "https://podium.example/sandbox-artifacts/sandbox/envs/.build-x.tar.gz?expires=1&signature=c",
+             "upload": "https://podium.example/sandbox-artifacts/sandbox/envs/abc123.tar.gz?expires=1&signature=u"},
         ),
     }
 
 
-@pytest.mark.parametrize("case", ["server-gpu", "oneshot", "kernel-env"])
+ENV_URL = "https://podium.example/sandbox-artifacts/sandbox/envs/abc123.tar.gz?expires=1&signature=e"
+
+
+def as_purpose(spec: SandboxSpec, purpose: str, tmp: Path) -> SandboxSpec:
+    """``spec`` made valid for ``purpose``: a build has network "index" and an output, and uses no environment."""
+    if purpose == "build":
+        return spec.model_copy(update={"purpose": "build", "network": Network.INDEX, "environment": None,
+                                       "replicas": 1, "output_dir": tmp / "envs" / "out"})
+    update: dict[str, Any] = {"purpose": purpose, "output_dir": None}
+    if spec.network == Network.INDEX:
+        update["network"] = Network.NONE
+    if purpose != "server":
+        update["replicas"] = 1
+    if purpose not in ("oneshot",):
+        update["limits"] = spec.limits.model_copy(update={"wall_time_s": None})
+    return spec.model_copy(update=update)
+
+
+URLS = {"environment": ENV_URL, "upload": ENV_URL + "&put"}
+
+
+@pytest.mark.parametrize("case", ["server-gpu", "oneshot", "kernel-env", "build"])
 def test_it_renders_jobs_matching_the_golden_files(case: str, tmp_path: Path) -> None:
     spec, urls = golden_cases(tmp_path)[case]
     rendered = nomad_jobs.render_text(nomad_jobs.build_job(spec, f"{spec.name}-0000", SETTINGS, urls))
@@ -126,18 +160,30 @@ def _all_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [task for group in job["Job"]["TaskGroups"] for task in group["Tasks"]]
 
 
-def test_every_purpose_is_rendered_or_refused() -> None:
-    assert set(typing.get_args(Purpose)) == {*nomad_jobs.RENDERED_PURPOSES, "build"}
+def test_every_purpose_is_rendered() -> None:
+    assert set(typing.get_args(Purpose)) == set(nomad_jobs.RENDERED_PURPOSES)
 
 
-def test_a_build_spec_is_refused_by_the_nomad_executor(tmp_path: Path) -> None:
+def test_a_build_is_a_batch_job_that_uploads_what_it_built(tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["build"]
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "b-0", SETTINGS, urls))["Job"]
+    (group,) = job["TaskGroups"]
+    (task,) = group["Tasks"]
+    assert job["Type"] == "batch" and group["RestartPolicy"] == {"Attempts": 0, "Mode": "fail"}
+    assert group["Networks"] == [{"Mode": "bridge"}]  # outbound for the index; egress rules keep it there
+    assert task["User"] == "nobody" and task["Config"]["cap_drop"] == ["all"]
+    assert task["Env"]["PODIUM_ENV_DIR"] == "${NOMAD_TASK_DIR}/env"  # the chroot's /local/env
+    assert task["Env"]["PODIUM_UPLOAD_URL"] == urls["upload"]
+    assert "Services" not in group
+
+
+def test_a_build_is_refused_what_a_nomad_client_cannot_have(nomad: NomadExecutor, tmp_path: Path) -> None:
     from sandbox.errors import SpecNotSupported
-    from sandbox.executors.nomad import NomadConfig, NomadExecutor
 
     spec = SandboxSpec(workspace="acme", name="b", purpose="build", command=["true"], network=Network.INDEX,
-                       output_dir=tmp_path / "env")
-    with pytest.raises(SpecNotSupported, match="environment task"):
-        NomadExecutor(NomadConfig(address="http://127.0.0.1:9")).start(spec)
+                       output_dir=tmp_path / "env", cache_dir=tmp_path / "cache")
+    with pytest.raises(SpecNotSupported, match="no shared uv cache"):
+        nomad.start(spec)
 
 
 @pytest.mark.parametrize("purpose", nomad_jobs.RENDERED_PURPOSES)
@@ -151,13 +197,27 @@ def test_every_task_of_every_purpose_drops_all_capabilities(
         env = tmp_path / "env"
         env.mkdir()
         (env / MARKER).write_text(json.dumps({"requirements": "numpy", "python": "3.11.2"}))
-    spec = SandboxSpec.model_validate(
-        {"workspace": "acme", "name": "caps", "purpose": purpose, "command": ["true"], "environment": env}
-    ).model_copy(update={"network": network})
-    tasks = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "caps-0", SETTINGS, {})))
-    assert len(tasks) == (2 if with_environment else 1)
+    base = SandboxSpec.model_validate(
+        {"workspace": "acme", "name": "caps", "purpose": "oneshot", "command": ["true"], "environment": env}
+    )
+    spec = as_purpose(base, purpose, tmp_path)
+    if purpose != "build":
+        spec = spec.model_copy(update={"network": Network.NONE if network == Network.INDEX else network})
+    job = nomad_jobs.render(nomad_jobs.build_job(spec, "caps-0", SETTINGS, URLS))
+    tasks = _all_tasks(job)
+    assert len(tasks) == 1  # no environment prestart task: an environment is an artifact
     for task in tasks:
         assert task["Config"].get("cap_drop") == ["all"], f"{purpose}: task {task['Name']} keeps capabilities"
+
+
+def test_an_environment_is_fetched_at_the_path_it_was_built_at(tmp_path: Path) -> None:
+    spec, urls = golden_cases(tmp_path)["kernel-env"]
+    (task,) = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(spec, "k-0", SETTINGS, urls)))
+    assert task["Artifacts"] == [{"GetterSource": ENV_URL, "RelativeDest": "local/env", "GetterMode": "dir"}]
+    assert task["Config"]["args"][-3] == "${NOMAD_TASK_DIR}/env/bin/python"
+    build, _ = golden_cases(tmp_path / "b")["build"]
+    (build_task,) = _all_tasks(nomad_jobs.render(nomad_jobs.build_job(build, "b-0", SETTINGS, URLS)))
+    assert build_task["Env"]["PODIUM_ENV_DIR"] == task["Env"]["VIRTUAL_ENV"]
 
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
@@ -262,8 +322,10 @@ def test_the_fake_applies_nomads_policy_rules(fake: FakeNomad, policy: dict[str,
 @pytest.mark.parametrize("attempts", [0, 1, 5, 1000])
 def test_every_job_podium_renders_passes_nomads_validation(purpose: str, attempts: int, tmp_path: Path) -> None:
     for spec, urls in golden_cases(tmp_path / str(attempts)).values():
-        spec = spec.model_copy(update={"purpose": purpose, "restart": RestartPolicy(attempts=attempts, backoff_s=7)})
-        job = nomad_jobs.render(nomad_jobs.build_job(spec, "valid-0", SETTINGS, urls))["Job"]
+        spec = as_purpose(spec, purpose, tmp_path).model_copy(
+            update={"restart": RestartPolicy(attempts=attempts, backoff_s=7)}
+        )
+        job = nomad_jobs.render(nomad_jobs.build_job(spec, "valid-0", SETTINGS, {**URLS, **urls}))["Job"]
         FakeNomad.validate(canonicalize(job))
 
 
@@ -460,21 +522,6 @@ def test_a_failed_prestart_in_a_capture_names_the_environment(nomad: NomadExecut
     replica = nomad._replica(_oneshot_handle(), _sample_allocation("oneshot-environment-without-network"), False)
     assert replica.state == State.FAILED
     assert replica.reason == "building the environment failed before the sandbox started (exit code 2)"
-
-
-def test_a_failed_environment_shows_its_last_lines(fake: FakeNomad, tmp_path: Path) -> None:
-    uv = tmp_path / "uv"
-    uv.write_text("#!/bin/sh\necho 'error: Failed to fetch: https://pypi.org/simple/scikit-learn/' >&2\nexit 2\n")
-    uv.chmod(0o755)
-    settings = nomad_jobs.NomadSettings(datacenters=["dc1"], uv=str(uv))
-    executor = NomadExecutor(NomadConfig(address=fake.address, token="t0ken", settings=settings, signing_key=b"k"))
-    spec, _ = golden_cases(tmp_path)["kernel-env"]
-    status = executor.wait(executor.start(spec.model_copy(update={"purpose": "oneshot"})), timeout=30)
-    assert status.state == State.FAILED
-    assert status.reason == (
-        "building the environment failed before the sandbox started (exit code 2):\n"
-        "error: Failed to fetch: https://pypi.org/simple/scikit-learn/"
-    )
 
 
 ANSWER_500 = """

@@ -8,6 +8,8 @@ PERIODIC_TASKS = {
     "prune expired invitations": ("workers.tasks.prune_expired_invitations", {"hours": 24}),
     "stop drained model versions": ("workers.tasks.stop_drained_versions", {"seconds": 30}),
     "retire idle warm runners": ("webapp.ide.tasks.retire_idle_warm_runners", {"seconds": 60}),
+    # what should run against what the executor has: a job stopped by hand is noticed within a minute
+    "reconcile sandboxes": ("workers.tasks.reconcile_sandboxes", {"seconds": 30}),
 }
 
 

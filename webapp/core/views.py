@@ -47,27 +47,35 @@ def _check_executor() -> tuple[bool, str]:
 
 
 CHECKS = {"database": _check_database, "redis": _check_redis, "executor": _check_executor}
+# Parts whose failure leaves predictions answering: the gateway keeps the replicas' last known addresses
+# while the executor cannot be reached, so only deploys, test runs and repairs wait for it.
+DEGRADES_ONLY = frozenset({"executor"})
 
 
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when every part is up; 503 naming the parts that are down."""
+    """200 ``ok`` when every part is up; 200 ``degraded`` naming the parts in ``degraded`` when only the
+    executor is down (serving goes on; starting sandboxes waits); 503 ``down`` naming the parts in ``down``
+    when the database or Redis is."""
     started = time.monotonic()
     parts: dict[str, Any] = {}
     for name, check in CHECKS.items():
         ok, detail = check()
         parts[name] = {"ok": ok, "detail": detail}
-    down = [name for name, part in parts.items() if not part["ok"]]
+    failing = [name for name, part in parts.items() if not part["ok"]]
+    down = [name for name in failing if name not in DEGRADES_ONLY]
+    degraded = [name for name in failing if name in DEGRADES_ONLY]
     body = {
-        "status": "ok" if not down else "down",
+        "status": "down" if down else "degraded" if degraded else "ok",
         "down": down,
+        "degraded": degraded,
         "parts": parts,
         "executor": settings.PODIUM_EXECUTOR,
         "took_ms": round((time.monotonic() - started) * 1000, 1),
     }
-    if down:
-        log.warning("health check failing: %s", ", ".join(down))
+    if failing:
+        log.warning("health check failing: %s", ", ".join(failing))
     return JsonResponse(body, status=200 if not down else 503)
 
 

@@ -458,6 +458,27 @@ def retire_idle() -> int:
     return gone
 
 
+def retire_dead(executor: Any = None) -> int:
+    """The reconciler's part for warm runners (beat, with ``serving.reconciler``): retire each ready runner
+    whose sandbox the executor no longer runs (gone, stopped or failed behind Podium's back); the next test
+    run starts a new one. Nothing is retired while the executor cannot be reached. How many went."""
+    from sandbox import SandboxHandle, SandboxNotFound, SandboxUnavailable
+
+    executor = executor or get_executor()
+    gone = 0
+    for runner in WarmRunner.objects.filter(status="ready").exclude(handle=None):
+        try:
+            dead = executor.poll(SandboxHandle.model_validate(runner.handle)).done
+        except SandboxNotFound:
+            dead = True
+        except SandboxUnavailable:
+            return gone
+        if dead:
+            retire(runner, "its sandbox is no longer running")
+            gone += 1
+    return gone
+
+
 @receiver(post_delete, sender=WarmRunner)
 def _stop_deleted(sender: type[WarmRunner], instance: WarmRunner, **kwargs: Any) -> None:
     directory = runner_dir(instance.pk, instance.workspace_id)

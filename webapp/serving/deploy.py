@@ -102,7 +102,8 @@ def _environment(version: ModelVersion) -> Path:
     return environment.path
 
 
-def _spec(version: ModelVersion, environment: Path) -> SandboxSpec:
+def server_spec(version: ModelVersion, environment: Path) -> SandboxSpec:
+    """The spec of a version's model servers (the deploy starts it; the reconciler starts it again)."""
     return SandboxSpec(
         workspace=version.workspace.slug,
         name=f"{version.model.name}-v{version.number}",
@@ -122,7 +123,7 @@ def _spec(version: ModelVersion, environment: Path) -> SandboxSpec:
 def _start(version: ModelVersion, environment: Path) -> SandboxHandle:
     actions.mark_step(version, "start", "running", status="starting")
     try:
-        handle = get_executor().start(_spec(version, environment))
+        handle = get_executor().start(server_spec(version, environment))
     except SandboxError as exc:
         raise StepFailed("start", f"The sandbox could not start: {exc}") from None
     actions.mark_step(version, "start", "done", sandbox=handle.model_dump(mode="json"))

@@ -5,6 +5,12 @@ promotion or rollback announces itself (:func:`announce`, over Redis) and every
 process forgets the model's routes at once; ``TTL`` refreshes them anyway every
 second (for replica addresses, which come from the executor), in the
 background while the stale route keeps serving.
+
+**While the executor cannot be reached** (``SandboxUnavailable``: the Nomad API
+or the supervisor is down) a refresh keeps each version's last known addresses
+instead of dropping them: the replicas are most likely still running, and a
+control-plane outage must not become a prediction outage. A replica that did
+die meanwhile fails its calls as it would anyway (the gateway tries another).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import SandboxError, SandboxHandle, State, get_executor
+from sandbox import SandboxError, SandboxHandle, SandboxUnavailable, State, get_executor
 from webapp.core import invalidation
 from webapp.serving.models import Alias, Model, ModelVersion
 
@@ -158,13 +164,25 @@ def _load(workspace_id: int, model_name: str, alias: str | None, number: int | N
     return Route(workspace_id, model.pk, model.name, label, targets)
 
 
+# version id -> (sandbox id, the addresses the executor last gave): kept across invalidations, for outages
+_known: dict[int, tuple[str, list[str]]] = {}
+
+
 def _addresses(version: ModelVersion) -> list[str]:
     if version.status != "ready" or not version.sandbox:
+        _known.pop(version.pk, None)
         return []
+    handle = SandboxHandle.model_validate(version.sandbox)
     try:
-        return get_executor().addresses(SandboxHandle.model_validate(version.sandbox))
+        addresses = get_executor().addresses(handle)
+    except SandboxUnavailable:
+        sandbox_id, last = _known.get(version.pk, ("", []))
+        return list(last) if sandbox_id == handle.id else []
     except SandboxError:
-        return []
+        addresses = []
+    with _lock:
+        _known[version.pk] = (handle.id, list(addresses))
+    return addresses
 
 
 def replica_ended(sandbox: dict[str, Any] | None) -> tuple[bool, str | None]:

@@ -36,11 +36,12 @@ class Actor:
     api_key: ApiKey | None = None
     ip: str | None = None
     user_agent: str = ""
+    name: str = ""  # who acts when no person does (``Actor.podium()``)
 
     @property
     def label(self) -> str:
         if self.user is None:
-            return "system"
+            return self.name or "system"
         if self.api_key is not None:
             return f"{self.user.username} (key {self.api_key.prefix}…)"
         return str(self.user.username)
@@ -48,6 +49,11 @@ class Actor:
     @classmethod
     def system(cls) -> Actor:
         return cls(user=None)
+
+    @classmethod
+    def podium(cls, what: str = "") -> Actor:
+        """Podium itself (the reconciler, say): the audit log names it "Podium"."""
+        return cls(user=None, name="Podium", user_agent=what)
 
 
 def actor_from_request(request: HttpRequest) -> Actor:
