@@ -43,6 +43,19 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the runtime sets itself; a spec cannot override them.
 RESERVED_ENV_PREFIXES = ("PODIUM_", "NOMAD_", "LD_", "CUDA_VISIBLE", "NVIDIA_VISIBLE")
 
+def check_env(value: dict[str, str]) -> dict[str, str]:
+    """Environment variables user code may set: valid names, none of the ones Podium sets, no NUL bytes.
+    (A model's podium.json ``env`` is checked with this too, at upload.)"""
+    for name, text in value.items():
+        if not ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        if name.upper().startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"{name} is set by Podium and cannot be overridden")
+        if "\0" in text:
+            raise ValueError(f"{name} contains a NUL byte")
+    return value
+
+
 Purpose = Literal["server", "oneshot", "kernel", "build"]
 LimitName = Literal["memory", "process", "cpu time", "time", "disk"]
 
@@ -162,14 +175,7 @@ class SandboxSpec(_Model):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, val in value.items():
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-            if name.upper().startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"{name} is set by Podium and cannot be overridden")
-            if "\0" in val:
-                raise ValueError(f"{name} contains a NUL byte")
-        return value
+        return check_env(value)
 
     @field_validator("read_only_paths")
     @classmethod

@@ -10,7 +10,9 @@ import textwrap
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.conftest import bearer, key_for
 from webapp.asgi import application
 from webapp.serving import recorder
 
@@ -40,3 +42,15 @@ def gateway() -> httpx.AsyncClient:
 
 def flush_calls() -> int:
     return recorder.flush()
+
+
+@pytest.fixture
+def deployer(alice, acme, serving):
+    """alice's API client with a key that deploys, calls and reads, against the real sandbox supervisor."""
+    return bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
+
+
+@pytest.fixture
+def invoke_key(alice, acme) -> str:
+    return key_for(alice, acme, ["invoke"])
+

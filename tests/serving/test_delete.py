@@ -17,20 +17,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ANSWER = custom_bundle(ECHO, **{"greeting.txt": "hello"})
 
 
-@pytest.fixture
-def deployer(alice, acme, serving):
-    from tests.conftest import bearer, key_for
-
-    return bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
-
-
-@pytest.fixture
-def invoke_key(alice, acme):
-    from tests.conftest import key_for
-
-    return key_for(alice, acme, ["invoke"])
-
-
 def _sandbox_state(version: ModelVersion) -> str:
     from sandbox import SandboxHandle, get_executor
 

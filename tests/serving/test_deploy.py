@@ -32,16 +32,6 @@ def upload(client: APIClient, name: str, bundle: bytes, **fields: str):
     return client.post(f"/api/v1/workspaces/acme/models/{name}/versions", data, format="multipart")
 
 
-@pytest.fixture
-def deployer(alice, acme, serving):
-    return bearer(key_for(alice, acme, ["deploy", "invoke", "read"]))
-
-
-@pytest.fixture
-def invoke_key(alice, acme):
-    return key_for(alice, acme, ["invoke"])
-
-
 async def predict(key: str, path: str, json_body=None, **kwargs):
     async with gateway() as client:
         return await client.post(path, json=json_body, headers={"authorization": f"Bearer {key}"}, **kwargs)

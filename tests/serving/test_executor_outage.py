@@ -12,7 +12,7 @@ from django.test import Client
 from sandbox import get_executor
 from sandbox.protocol import Client as SupervisorClient
 from tests.serving.conftest import custom_bundle
-from tests.serving.test_deploy import ECHO, deployer, invoke_key, predict, upload  # noqa: F401 - fixtures
+from tests.serving.test_deploy import ECHO, predict, upload
 from webapp.serving import routing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

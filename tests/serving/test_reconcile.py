@@ -15,7 +15,7 @@ import pytest
 from sandbox import SandboxHandle, State, get_executor, nomad_jobs
 from sandbox.executors.nomad import NomadConfig, NomadExecutor
 from tests.serving.conftest import custom_bundle
-from tests.serving.test_deploy import ECHO, deployer, invoke_key, predict, upload  # noqa: F401 - fixtures
+from tests.serving.test_deploy import ECHO, predict, upload
 from webapp.serving import deploy, environments, reconciler
 from webapp.serving.models import ModelVersion
 from webapp.workspaces.models import AuditEvent

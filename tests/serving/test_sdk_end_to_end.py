@@ -53,7 +53,7 @@ def deploy_from_a_script(url: str, key: str, tmp_path: Path, module: str, estima
     result = subprocess.run([sys.executable, str(script), url, key], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("DJANGO")})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ready" in result.stderr  # the progress lines
+    assert "podium: load " in result.stderr  # the progress lines
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
