@@ -27,6 +27,7 @@ REQUIREMENTS = "scikit-learn"
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="podium-envbench-", dir="/tmp"))
+    root.chmod(0o755)  # build sandboxes reach it as their own unprivileged uid
     try:
         builder = EnvironmentBuilder(root=root / "envs")
         print(f"python {builder.python}; uv {builder.uv}")

@@ -121,6 +121,27 @@ def read_pip_config(environ: Mapping[str, str] | None = None, pip_config_list: s
 
 
 @cache
+def pip_config_fingerprint() -> str:
+    """A hash of what decides where packages come from: pip's configuration files (as ``pip config list``
+    reads them) and the ``PIP_*`` environment. Reading the files is cheap; ``pip config list`` takes a
+    quarter of a second, too long for a cache hit's first call in a process."""
+    home = Path.home()
+    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    candidates = [Path("/etc/pip.conf"), *(Path(d) / "pip" / "pip.conf" for d in xdg_dirs if d),
+                  Path(sys.prefix) / "pip.conf", home / ".pip" / "pip.conf",
+                  Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "pip" / "pip.conf"]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        candidates.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    digest = hashlib.sha256()
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in sorted(n for n in os.environ if n.startswith("PIP_")):
+        digest.update(f"{name}={os.environ[name]}\0".encode())
+    return digest.hexdigest()
+
+
+@cache
 def _pip_config_list() -> str:
     try:
         return subprocess.run(
@@ -260,6 +281,7 @@ class EnvironmentBuilder:
         # (.venv -> another checkout's) the link's path does not exist inside the sandbox.
         self.uv = os.path.realpath(uv or _find_uv())
         self._pip_settings = dict(pip_settings) if pip_settings is not None else None
+        self._given_settings = pip_settings is not None  # else this host's pip configuration, read when building
         self.timeout = timeout if timeout is not None else float(_env_int("PODIUM_BUILD_WALL_S", 1800))
         self._executor = executor
 
@@ -284,14 +306,14 @@ class EnvironmentBuilder:
         return self._pip_settings
 
     def key(self, requirements: str, variant: Variant = "cpu", *, scope: str = SHARED, bundle_digest: str = "") -> str:
-        index_args, _ = uv_index_args(self.pip_settings)
+        index = json.dumps(self._pip_settings, sort_keys=True) if self._given_settings else pip_config_fingerprint()
         material = json.dumps(
             {
                 "requirements": normalise_requirements(requirements),
                 "python": python_version(self.python),
                 "platform": f"{sys.platform}-{platform.machine()}",
                 "variant": variant,
-                "index": index_args,
+                "index": index,
                 "scope": scope,
                 "bundle": bundle_digest,
                 "layout": 3,  # 3: built in a build sandbox, sealed read-only
