@@ -67,6 +67,10 @@ class Bundle:
         return f"{self.flavor} {what}, {n} requirement{'s' if n != 1 else ''}"
 
 
+# The server's rule for model names (webapp/serving/actions.py NAME_RE), checked before anything is uploaded.
+NAME = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
+
+
 def slug(text: str) -> str:
     """A model name from free text: ``ChurnModel`` -> ``churnmodel``, ``my model.v2`` -> ``my-model-v2``."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -128,10 +132,10 @@ def _finish(
     model_name = name or settings.get("name")
     if not model_name:
         raise BundleError("deploy() needs a name for this model: deploy(model, name='churn')")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,99}", model_name):
+    if not re.fullmatch(NAME, model_name):
         raise BundleError(
-            f"model name {model_name!r} is not valid: use lowercase letters, digits, '-' and '_' "
-            f"(e.g. {slug(model_name)!r})"
+            f"model name {model_name!r} is not valid: use lowercase letters, digits and '-' (1-64 characters, "
+            f"starting and ending with a letter or digit; e.g. {slug(model_name)[:64].strip('-')!r})"
         )
     reqs = merge(list(requirements) if requirements is not None else settings["requirements"])
     manifest: dict[str, Any] = {

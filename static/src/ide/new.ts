@@ -54,7 +54,10 @@ async function create(form: HTMLFormElement): Promise<void> {
     error.hidden = false;
   };
   if (!template) return fail("Choose a template.");
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) return fail("Use lower-case letters, digits and dashes, starting with a letter or digit.");
+  // The server's rule (serving/actions.py NAME_RE), which the client checks too.
+  if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(name)) {
+    return fail("Use lower-case letters, digits and dashes (1-64), starting and ending with a letter or digit.");
+  }
   const submit = form.querySelector<HTMLButtonElement>("[data-new-submit]")!;
   submit.disabled = true;
   const answer = await call<Record<string, unknown>>("POST", form.dataset.modelsApi ?? "", { name, template });
