@@ -97,6 +97,9 @@ def test_sign_up_applies_the_password_validators() -> None:
     })
     assert response.status_code == 200
     assert b"This password is too short" in response.content
+    form = response.context["form"]
+    assert "This password is too short" in " ".join(form.errors["password1"])  # under the password itself
+    assert "password2" not in form.errors
     assert b"entirely numeric" in response.content
     assert not User.objects.filter(username="dana").exists()
 
