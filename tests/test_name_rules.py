@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from podium.bundle import NAME
+
 from webapp.serving.actions import NAME_RE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -95,9 +95,10 @@ def test_the_model_page_deletes_only_when_the_name_is_typed(client, alice, acme,
     assert done.redirect_chain[-1][0] == "/w/acme/models"
     assert b"Deleted greeter and its versions." in done.content
     assert not Model.objects.filter(name="greeter").exists()
-    audit = client.get("/w/acme/audit").content.decode()
+    audit = client.get("/w/acme/audit?object_type=model").content.decode()
     assert "deleted the model greeter and its 1 version" in audit
-    assert "uploaded greeter v1" in audit
+    assert "uploaded greeter v1" not in audit  # a version's event, not the model's
+    assert "uploaded greeter v1" in client.get("/w/acme/audit?object_type=modelversion").content.decode()
     assert "rolled greeter’s production out to v1" in audit
 
 

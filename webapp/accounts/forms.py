@@ -31,7 +31,7 @@ class SignUpForm(UserCreationForm):
         self.fields["username"].help_text = "Letters, digits and @ . + - _ (at most 150)."
         self.fields["username"].widget.attrs.update({"autocomplete": "username", "autofocus": True})
 
-    def validate_password_for_user(self, user: Any, password_field_name: str = "password1") -> None:
+    def validate_password_for_user(self, user: Any, password_field_name: str = "password1") -> None:  # noqa: S107
         """A weak password is the password field's error, shown under it (Django puts it under the
         confirmation field)."""
         super().validate_password_for_user(user, password_field_name=password_field_name)

@@ -336,7 +336,8 @@ class AuditLogView(WorkspaceAPIView, generics.ListAPIView[AuditEvent]):
         parameters=[
             OpenApiParameter("action", str, description="Action prefix, e.g. 'member.' or 'key.create'"),
             OpenApiParameter("actor", str, description="Part of the actor's name"),
-            OpenApiParameter("object_type", str, description="workspace, membership, invitation, apikey"),
+            OpenApiParameter("object_type", str,
+                             description="workspace, membership, invitation, apikey, model, modelversion"),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601 date-time, inclusive"),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601 date-time, exclusive"),
         ],

@@ -86,8 +86,10 @@ class ApiKeyForm(forms.Form):
         return timezone.now() + dt.timedelta(days=int(days)) if days else None
 
 
+# object_type is the audited row's model name, lower-case (workspaces.actions.record).
 OBJECT_TYPES = [("", "Any object"), ("workspace", "Workspace"), ("membership", "Member"),
-                ("invitation", "Invitation"), ("apikey", "API key")]
+                ("invitation", "Invitation"), ("apikey", "API key"), ("model", "Model"),
+                ("modelversion", "Model version")]
 
 
 class AuditFilterForm(forms.Form):
