@@ -175,7 +175,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Podium API",
-    "DESCRIPTION": "Workspaces, members, invitations, API keys and the audit log. "
+    "DESCRIPTION": "Workspaces, members, invitations, API keys, the audit log, models and their predictions. "
     "Authenticate with `Authorization: Bearer pod_...` or a signed-in session.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -185,6 +185,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {"TemplateEnum": "webapp.ide.catalog.template_ids"},
+    # The prediction routes of the gateway, which no Django view serves (webapp/core/openapi.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "webapp.core.openapi.gateway_paths"],
 }
 
 CELERY_BROKER_URL = REDIS_URL

@@ -144,3 +144,57 @@ def path_patterns() -> dict[str, str]:
     from webapp.workspaces.actions import SLUG_RE
 
     return {"slug": SLUG_RE.pattern, "name": NAME_RE.pattern, "alias": ALIAS_RE.pattern}
+
+
+ANY_JSON: dict[str, Any] = {"description": "Any JSON value the model takes or gives (for scikit-learn and torch "
+                            'models, `{"inputs": [[...]]}` and `{"predictions": [...]}`).'}
+GATEWAY_ERRORS = {
+    400: "The body is not valid JSON, or nests arrays and objects too deeply.",
+    401: "No valid API key.",
+    403: "The key lacks the `invoke` scope, or its owner's role no longer allows calling models.",
+    404: "No such model, version or alias in the key's workspace.",
+    410: "The version is stopped, or failed to deploy; it will not answer again.",
+    413: "The request body is larger than `PODIUM_MAX_REQUEST_BYTES`.",
+    415: "The body is not sent as `Content-Type: application/json`.",
+    422: "The model rejected the input (its `predict()` raised a ValueError, TypeError, KeyError or IndexError).",
+    500: "The model's `predict()` raised, or returned something that is not JSON.",
+    502: "The replica died during the call (a limit it hit is named); `Retry-After` is set.",
+    503: "No replica is ready yet; `Retry-After` is set.",
+    504: "`predict()` did not answer within `PODIUM_PREDICT_TIMEOUT_S`; the replica is recycled.",
+}
+
+
+def gateway_paths(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """A drf-spectacular postprocessing hook: the prediction routes. They are served by the lean gateway in
+    front of Django (``serving/gateway.py``), so no view describes them; this does, in the same schema."""
+    patterns = path_patterns()
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    parameters = {
+        "name": {"name": "name", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": patterns["name"]}, "description": "the model"},
+        "number": {"name": "number", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
+                   "description": "one version"},
+        "alias": {"name": "alias", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": patterns["alias"]}, "description": "an alias"},
+    }
+    routes = {
+        "/v1/models/{name}/predict": (["name"], "Call a model (its production alias)"),
+        "/v1/models/{name}/versions/{number}/predict": (["name", "number"], "Call one version of a model"),
+        "/v1/models/{name}/aliases/{alias}/predict": (["name", "alias"], "Call a model through an alias"),
+    }
+    for path, (names, summary) in routes.items():
+        responses: dict[str, Any] = {"200": {
+            "description": "The model's answer: JSON, or, when its predict() yields, a stream of chunks (text, "
+                           "bytes, or one JSON value per line). Headers: `X-Request-Id`, `X-Podium-Model-Version`.",
+            "content": {"application/json": {"schema": ANY_JSON}, "text/plain": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}}},
+        }}
+        responses.update({str(status): {"description": text, "content": error}
+                          for status, text in GATEWAY_ERRORS.items()})
+        result.setdefault("paths", {})[path] = {"post": {
+            "operationId": "predict_" + "_".join(names), "summary": summary, "tags": ["predict"],
+            "parameters": [parameters[n] for n in names], "security": [{"apiKey": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ANY_JSON}}},
+            "responses": responses,
+        }}
+    return result
