@@ -82,8 +82,11 @@ def start_proxy_forwarder(env: dict[str, str]) -> None:
     env.pop("no_proxy", None)
 
 
-def run(argv: list[str], env: dict[str, str], cwd: Path) -> None:
-    print("$ " + " ".join(argv), flush=True)
+def run(argv: list[str], env: dict[str, str], cwd: Path, hidden: tuple[str, ...] = ()) -> None:
+    """Run one step; the command is echoed with ``hidden`` (the index settings: this host's paths and URLs,
+    which members read in the build log) left out."""
+    shown = " ".join(arg for arg in argv if arg not in hidden) + (" <the package index settings>" if hidden else "")
+    print("$ " + shown, flush=True)
     code = subprocess.call(argv, env=env, cwd=cwd)
     if code != 0:
         raise SystemExit(code)
@@ -155,7 +158,8 @@ def main() -> None:
             argv += ["--constraint", str(Path(sys.argv[1]).parent / constraint)]
         if plan.get("no_build"):
             argv.append("--no-build")
-        run(argv, env, bundle_copy)
+        hidden = (*plan.get("index_args", []), *(a for a in argv if a.endswith(".txt") and "constraint" in a))
+        run(argv, env, bundle_copy, hidden=tuple(hidden) + ("--constraint",))
     print("podium: compiling bytecode", flush=True)
     subprocess.call([str(venv / "bin" / "python"), "-I", "-S", "-m", "compileall", "-q", "-j", "0",
                      str(venv / "lib")], env=env, cwd=bundle_copy, stdout=subprocess.DEVNULL)

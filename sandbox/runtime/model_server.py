@@ -519,10 +519,13 @@ class Server:
         except AnswerTooDeep:
             return 500, {"detail": "predict() returned a value nested too deeply to send as JSON"}
         except INPUT_ERRORS as exc:
-            traceback.print_exc()
+            sys.stderr.write(user_traceback(exc, self.bundle))
             return 422, {"detail": f"predict() rejected the input: {type(exc).__name__}: {exc}"}
         except Exception as exc:  # noqa: BLE001 - the user's code failed; report it, keep serving
-            traceback.print_exc(limit=-20 if isinstance(exc, RecursionError) else None)  # not 1,000 frames
+            if isinstance(exc, RecursionError):
+                traceback.print_exc(limit=-20)  # not 1,000 frames
+            else:
+                sys.stderr.write(user_traceback(exc, self.bundle))
             return 500, {"detail": f"predict() raised {type(exc).__name__}: {exc}"}
         if isinstance(result, Stream):
             return 200, result
@@ -548,7 +551,7 @@ class Server:
                     self._recycle()
                     failure: str | None = f"predict() did not yield its next chunk within {self.predict_timeout:g} s"
                 except Exception as exc:  # noqa: BLE001 - the user's generator failed; the caller hears why
-                    traceback.print_exc()
+                    sys.stderr.write(user_traceback(exc, self.bundle))
                     failure = f"predict() raised {type(exc).__name__}: {exc}"
                 else:
                     failure = None
