@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import re
 import time
 from typing import Any
 
@@ -548,3 +549,20 @@ def test_a_trusss_example_input_is_the_sample_when_the_editor_has_none(alice: Pe
     v2.save(update_fields=["manifest"])
     body = html.unescape(signed_in(alice).get(reverse("ws-model", args=["acme", "churn"])).content.decode())
     assert """-d '{"prompt": "hi"}'""" in body
+
+
+def test_the_overview_shows_models_endpoints_and_recent_failures(alice: Person, churn: Model,
+                                                                 member_of: Any) -> None:
+    v2 = ModelVersion.objects.get(model=churn, number=2)
+    call(churn, v2, minutes_ago=0)
+    call(churn, v2, status=502, error="the replica died", minutes_ago=0)
+    viewer = member_of("vic", "viewer")
+    for person in (alice, viewer):
+        body = html.unescape(signed_in(person).get(reverse("ws-overview", args=["acme"])).content.decode())
+        row = body[body.index('data-overview-model="churn"'):][:900]
+        assert "v2" in row and "/v1/models/churn/predict" in row
+        cells = re.findall(r'<td class="num[^"]*">(\d+)</td>', row)
+        assert cells == ["3", "1"], row  # calls in the last hour (v1's is 1 minute old), and the one 5xx
+        failures = body[body.index('data-testid="overview-failures"'):][:1500]
+        assert "churn v3" in failures and "failed at the ready step" in failures
+        assert "RuntimeError: the weights are corrupt" in failures

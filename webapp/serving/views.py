@@ -62,13 +62,12 @@ MODEL_FRAGMENTS = {
 
 
 def _model_rows(access: Access) -> QuerySet[Model]:
-    """Every model of the workspace with its production routes, newest version and calls in the last hour,
-    in a fixed number of queries however many models there are."""
+    """Every model of the workspace with its production routes, newest version and calls (and failed calls,
+    5xx) in the last hour, in a fixed number of queries however many models there are."""
     newest = ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-number")
-    calls = (
-        Invocation.objects.filter(model=OuterRef("pk"), created_at__gte=timezone.now() - dt.timedelta(hours=1))
-        .order_by().values("model").annotate(n=Count("*")).values("n")
-    )
+    recent = Invocation.objects.filter(model=OuterRef("pk"), created_at__gte=timezone.now() - dt.timedelta(hours=1))
+    calls = recent.order_by().values("model").annotate(n=Count("*")).values("n")
+    failed = recent.filter(status_code__gte=500).order_by().values("model").annotate(n=Count("*")).values("n")
     production = Alias.objects.filter(name=actions.PRODUCTION).prefetch_related(
         Prefetch("routes", queryset=AliasRoute.objects.select_related("version").order_by("-weight")))
     return (
@@ -77,6 +76,7 @@ def _model_rows(access: Access) -> QuerySet[Model]:
             latest_number=Subquery(newest.values("number")[:1]),
             latest_status=Subquery(newest.values("status")[:1]),
             calls_last_hour=Coalesce(Subquery(calls, output_field=IntegerField()), Value(0)),
+            failed_last_hour=Coalesce(Subquery(failed, output_field=IntegerField()), Value(0)),
         )
         .prefetch_related(Prefetch("aliases", queryset=production, to_attr="production"))
     )
@@ -88,6 +88,20 @@ def model_list(request: HttpRequest, access: Access) -> HttpResponse:
     context = {"models": rows, "podium_url": settings.PODIUM_URL}
     return page(request, access, "serving/list.html", context, tab="models",
                 fragments={"models": "serving/_model_table.html"})
+
+
+def overview(access: Access, limit: int = 8) -> dict[str, Any]:
+    """The workspace overview's part about models: the most called ones with their endpoints, and the
+    versions that failed to deploy in the last week, each with the first line of its error."""
+    rows = sorted((ModelRow(m, _production_routes(m)) for m in _model_rows(access)),
+                  key=lambda row: (-row.model.calls_last_hour, row.model.name))  # type: ignore[attr-defined]
+    failures = (ModelVersion.objects.filter(workspace=access.workspace, status="failed",
+                                            created_at__gte=timezone.now() - dt.timedelta(days=7))
+                .select_related("model").order_by("-created_at")[:5])
+    return {"overview_models": rows[:limit], "model_count": len(rows),
+            "recent_failures": [(v, (v.error or "").strip().splitlines()[0][:160] if v.error else "")
+                                for v in failures],
+            "podium_url": settings.PODIUM_URL}
 
 
 @dataclass

@@ -214,6 +214,10 @@ def overview(request: HttpRequest, access: Access) -> HttpResponse:
         **_overview_stats(access),
         "role_description": ROLE_DESCRIPTIONS[access.role],
     }
+    if access.can("models.read"):
+        from webapp.serving import views as serving_views  # serving's pages build on this module's helpers
+
+        context.update(serving_views.overview(access))
     return page(request, access, "workspaces/overview.html", context, tab="overview",
                 fragments={"stats": "workspaces/_overview_stats.html"})
 
