@@ -53,7 +53,7 @@ from sandbox.config import SandboxConfig
 from sandbox.errors import EnvironmentBuildError, RequirementRefused
 from sandbox.paths import unreachable_reason
 from sandbox.requirements import CheckedRequirements, check_requirements
-from sandbox.spec import CODE_MOUNT, Limits, Network, Resources, SandboxSpec, State
+from sandbox.spec import CODE_MOUNT, ENV_MOUNT, Limits, Network, Resources, SandboxSpec, State
 
 if TYPE_CHECKING:
     from sandbox.executors.base import Executor
@@ -316,7 +316,7 @@ class EnvironmentBuilder:
                 "index": index,
                 "scope": scope,
                 "bundle": bundle_digest,
-                "layout": 3,  # 3: built in a build sandbox, sealed read-only
+                "layout": 4,  # 3: built in a build sandbox, sealed read-only; 4: at ENV_MOUNT
             },
             sort_keys=True,
         )
@@ -548,7 +548,7 @@ class EnvironmentBuilder:
             (workdir / "cpu-builds.txt").write_text(emit_pins)
             constraints.append("cpu-builds.txt")
         plan = {
-            "venv": str(path),
+            "venv": ENV_MOUNT,
             "python": python,
             "uv": uv_path,
             "requirements": normalised,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.spec import ARTIFACT_MOUNT, CODE_MOUNT, SandboxSpec
+from sandbox.spec import ARTIFACT_MOUNT, CODE_MOUNT, ENV_MOUNT, SandboxSpec
 
 SOCKET_DIR = "/run/podium"
 SERVER_SOCKET = f"{SOCKET_DIR}/server.sock"
@@ -108,16 +108,15 @@ def mounts(plan: ReplicaPlan) -> list[list[str]]:
     if spec.artifact_dir:
         lines.append(["--ro-bind", str(spec.artifact_dir), ARTIFACT_MOUNT])
     if spec.environment:
-        # Venvs hold absolute paths (shebangs, pyvenv.cfg), so they appear at
-        # the same path inside as outside.
-        lines.append(["--ro-bind", str(spec.environment), str(spec.environment)])
+        # Built at ENV_MOUNT (venvs hold absolute paths: shebangs, pyvenv.cfg), mounted there.
+        lines.append(["--ro-bind", str(spec.environment), ENV_MOUNT])
     if plan.python_prefix:
         lines.append(["--ro-bind", str(plan.python_prefix), str(plan.python_prefix)])
-    # Builds: what the installer reads at the same path as on the host, the new environment writable at its
-    # final path (venvs hold absolute paths), and the build scope's download cache.
+    # Builds: what the installer reads at the same path as on the host, the new environment writable at
+    # ENV_MOUNT (where every sandbox that uses it will see it), and the build scope's download cache.
     lines += [["--ro-bind", str(path), str(path)] for path in spec.read_only_paths]
     if spec.output_dir:
-        lines.append(["--bind", str(spec.output_dir), str(spec.output_dir)])
+        lines.append(["--bind", str(spec.output_dir), ENV_MOUNT])
     if spec.cache_dir:
         lines.append(["--bind", str(spec.cache_dir), BUILD_CACHE])
     lines += [["--dev-bind", str(dev), f"/dev/{dev.name}"] for dev in plan.gpu_control + plan.gpu_devices]
@@ -150,8 +149,8 @@ def environment(plan: ReplicaPlan) -> dict[str, str]:
     if spec.artifact_dir:
         env["PODIUM_ARTIFACT_DIR"] = ARTIFACT_MOUNT
     if spec.environment:
-        env["VIRTUAL_ENV"] = str(spec.environment)
-        path = f"{spec.environment}/bin:{path}"
+        env["VIRTUAL_ENV"] = ENV_MOUNT
+        path = f"{ENV_MOUNT}/bin:{path}"
     if spec.purpose == "build":
         env["PODIUM_INDEX_PROXY"] = f"unix:{INDEX_PROXY_SOCKET}"
         if spec.cache_dir:

@@ -35,9 +35,12 @@ SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$"
 # executor fetches each into the task directory, which the exec chroot shows at the same paths).
 CODE_MOUNT = "/code"  # code_dir, read-only
 ARTIFACT_MOUNT = "/artifacts"  # artifact_dir, read-only
+#: The environment in a local sandbox: a build sandbox builds the venv here (venvs hold absolute paths) and
+#: every sandbox that uses it mounts it here, read-only, so no sandbox sees where environments live on the host.
+ENV_MOUNT = "/env"
 #: On Nomad, where a built environment lives, relative to the task directory (the exec chroot shows it at
 #: ``/local/env``): the build job builds it there and every job that uses it unpacks it there, because a venv
-#: holds absolute paths. Locally an environment is bound at its host path, for the same reason.
+#: holds absolute paths. Locally an environment is bound at ``ENV_MOUNT``, for the same reason.
 NOMAD_ENVIRONMENT = "local/env"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the runtime sets itself; a spec cannot override them.

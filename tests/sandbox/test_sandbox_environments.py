@@ -183,12 +183,12 @@ def test_a_sandbox_imports_from_its_environment_read_only(
             "try:\n    open(podium_demo.__file__, 'a')\n"
             "except OSError as exc:\n    print('read-only', exc.errno)\n"
         ),
-        python=str(env.python),
+        python="/env/bin/python",  # where a sandbox sees its environment (sandbox.spec.ENV_MOUNT)
         environment=str(env.path),
     )
     assert status.state == State.EXITED, status
     answer, denied = out.splitlines()
-    assert answer == f"42 {env.path}"
+    assert answer == "42 /env"  # mounted at ENV_MOUNT: no sandbox sees where environments live on the host
     assert denied in (f"read-only {errno.EROFS}", f"read-only {errno.EACCES}")
 
 

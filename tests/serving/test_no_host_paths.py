@@ -58,3 +58,27 @@ def test_logs_and_pages_of_a_version_name_no_host_path(deployer, invoke_key, acm
     for where, text in seen.items():
         for path in host_paths(serving):
             assert path not in text, f"{where} shows {path}:\n{text[max(0, text.find(path) - 200):][:400]}"
+
+
+REPORTS_ITS_SANDBOX = """
+    import os
+    import sys
+
+
+    class Model:
+        def load(self):
+            pass
+
+        def predict(self, body):
+            return {"environ": dict(os.environ), "prefix": sys.prefix, "path": sys.path, "cwd": os.getcwd()}
+"""
+
+
+def test_a_model_sees_no_host_path_in_its_own_sandbox(deployer, invoke_key, acme, serving):
+    assert upload(deployer, "reporter", custom_bundle(REPORTS_ITS_SANDBOX, requirements=["numpy"])).status_code == 201
+    answer = asyncio.run(predict(invoke_key, "/v1/models/reporter/predict", {}))
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["prefix"] == seen["environ"]["VIRTUAL_ENV"] == "/env"
+    for path in host_paths(serving):
+        assert path not in answer.text, f"the sandbox sees {path}: {answer.text}"
