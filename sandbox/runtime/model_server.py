@@ -53,7 +53,7 @@ from typing import Any
 
 EXIT_LOAD_FAILED = 3
 EXIT_PREDICT_HUNG = 4
-RECYCLE_DELAY_S = 0.5  # time to send the hung call's 504 and the waiting calls' 503s before exiting
+RECYCLE_MAX_S = 5.0  # at most this long to answer the hung call (504) and the waiting ones (503) before exiting
 NOT_RUN_HEADER = "X-Podium-Not-Run: 1\r\n"  # the gateway may send the call to another replica
 NOT_RUN = {"detail": "this replica is being restarted and did not run the call; send it again"}
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
@@ -395,6 +395,8 @@ class Server:
         self.concurrency = concurrency
         self.slots: asyncio.Semaphore | None = None  # made in the server's loop
         self.recycling = False
+        self.active = 0  # calls taken and not yet answered
+        self.exiting: asyncio.Task[None] | None = None
         self.loaded = asyncio.Event()
 
     async def load(self) -> None:
@@ -415,13 +417,17 @@ class Server:
                 request = await self._read_request(reader)
                 if request is None:
                     break
-                status, body, keep_alive = await self._respond(*request)
-                if isinstance(body, Stream):
-                    keep_alive = await self._write_stream(writer, body) and keep_alive and not self.recycling
-                else:
-                    keep_alive = keep_alive and not self.recycling
-                    self._write(writer, status, body, keep_alive, not_run=body is NOT_RUN)
-                await writer.drain()
+                self.active += 1  # a recycling server exits only once every call it took is answered
+                try:
+                    status, body, keep_alive = await self._respond(*request)
+                    if isinstance(body, Stream):
+                        keep_alive = await self._write_stream(writer, body) and keep_alive and not self.recycling
+                    else:
+                        keep_alive = keep_alive and not self.recycling
+                        self._write(writer, status, body, keep_alive, not_run=body is NOT_RUN)
+                    await writer.drain()
+                finally:
+                    self.active -= 1
                 if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -494,9 +500,10 @@ class Server:
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.concurrency)
         await self.slots.acquire()
+        if self.recycling:  # it waited behind a predict() that hung: it never ran
+            self.slots.release()
+            return 503, NOT_RUN
         try:
-            if self.recycling:  # it waited behind a predict() that hung: it never ran
-                return 503, NOT_RUN
             status, answer = await self._run_predict(payload)
         except BaseException:
             self.slots.release()
@@ -586,7 +593,17 @@ class Server:
         self.recycling = True
         log(f"predict() did not return within {self.predict_timeout:g} s; restarting this replica "
             "(calls waiting for it are handed to another one)")
-        asyncio.get_running_loop().call_later(RECYCLE_DELAY_S, os._exit, EXIT_PREDICT_HUNG)
+        self.exiting = asyncio.get_running_loop().create_task(self._exit_when_answered())
+
+    async def _exit_when_answered(self) -> None:
+        """Exit once the hung call has its 504 and every call waiting behind it its 503 (written and
+        drained), or after ``RECYCLE_MAX_S``: a fixed delay lost those answers on a busy machine."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECYCLE_MAX_S
+        await asyncio.sleep(0.02)
+        while self.active and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        os._exit(EXIT_PREDICT_HUNG)
 
     @staticmethod
     def _write(writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool, not_run: bool = False) -> None:
