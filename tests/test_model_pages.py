@@ -106,6 +106,8 @@ def post_urls(model: str = "churn") -> dict[str, tuple[str, dict[str, str]]]:
                   {"alias": "production", "weight-1": "50", "weight-2": "50"}),
         "rollback": (reverse("ws-model-rollback", args=["acme", model]), {"alias": "production"}),
         "stop": (reverse("ws-model-version-stop", args=["acme", model, 1]), {}),
+        "delete-version": (reverse("ws-model-version-delete", args=["acme", model, 1]), {}),
+        "delete-model": (reverse("ws-model-delete", args=["acme", model]), {"confirm": model}),
     }
 
 
@@ -197,7 +199,7 @@ def test_viewers_and_operators_see_no_deploy_forms_and_their_posts_are_refused(
         assert response.status_code == 403, name
         assert b"You do not have permission" in response.content or b"403" in response.content
     assert routes_of(churn) == [(2, 100)]
-    assert ModelVersion.objects.get(model=churn, number=1).status == "ready"
+    assert ModelVersion.objects.get(model=churn, number=1).status == "ready"  # neither stopped nor deleted
 
 
 def test_a_viewer_cannot_call_the_model_from_the_page(team: dict[str, Person], churn: Model) -> None:
@@ -238,6 +240,7 @@ def test_an_outsiders_posts_answer_404_and_change_nothing(churn: Model, charlie:
     assert client.post(reverse("ws-model-try", args=["acme", "churn"]), "{}",
                        content_type="application/json").status_code == 404
     assert routes_of(churn) == [(2, 100)]
+    assert ModelVersion.objects.filter(model=churn).count() == 3  # nothing deleted
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(churn: Model) -> None:
